@@ -1,0 +1,1 @@
+"""Reference models: one architecture per module."""

@@ -1,0 +1,190 @@
+"""Where the course runs: device, seeds, folders and the run profile.
+
+Every lesson starts with ``profile = runtime.get_profile()``. The profile decides how much
+data and training a lesson uses, so the same notebook runs
+
+- ``full``  on a GPU (Colab): real datasets, real epochs;
+- ``quick`` on a laptop CPU: real datasets, subsets and a few minutes of training;
+- ``ci``    anywhere: tiny synthetic datasets in the real on-disk formats, seconds.
+
+The profile is picked automatically (CUDA -> ``full``, otherwise ``quick``) and the
+``COURSE_PROFILE`` environment variable overrides it. Importing this module changes nothing;
+``get_profile`` prints one banner so a notebook always says what it is running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+PROFILE_ENV = "COURSE_PROFILE"
+DATA_ENV = "COURSE_DATA"
+CHECKPOINT_ENV = "COURSE_CHECKPOINTS"
+PROFILE_NAMES = ("full", "quick", "ci")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much data and compute a lesson uses. Lessons adjust it with ``get_profile(quick={...})``."""
+
+    name: str  # "full" | "quick" | "ci"
+    data: str  # "real" datasets under data_root(), or "synthetic" stand-ins
+    epochs: int = 1  # passes over the (sub)set of training data
+    batch_size: int = 32  # images per training step
+    train_subset: int | None = None  # use only this many training images (None = all)
+    eval_subset: int | None = None  # evaluate on only this many images (None = all)
+    image_size: int = 32  # side of the square training crop (segmentation lessons)
+    width_div: int = 1  # training cells divide model widths by this (ci: small models)
+    num_workers: int = 0  # DataLoader worker processes
+    amp: bool = False  # mixed precision (used on CUDA only)
+    progress: bool = True  # tqdm progress bars
+
+    @property
+    def synthetic(self) -> bool:
+        return self.data == "synthetic"
+
+
+def default_num_workers(profile_name: str) -> int:
+    """0 on Windows/macOS (spawned workers cannot pickle notebook classes) and in ci, else a few."""
+    if profile_name == "ci" or sys.platform in ("win32", "darwin"):
+        return 0
+    cores = os.cpu_count() or 1
+    return min(4 if profile_name == "full" else 2, max(cores - 1, 0))
+
+
+def default_profile(name: str) -> Profile:
+    """The built-in settings of one profile, before a lesson's own adjustments."""
+    workers = default_num_workers(name)
+    if name == "full":
+        return Profile("full", "real", epochs=30, batch_size=128, image_size=256,
+                       num_workers=workers, amp=True)
+    if name == "quick":
+        return Profile("quick", "real", epochs=1, batch_size=32, train_subset=1024,
+                       eval_subset=512, image_size=64, num_workers=workers)
+    if name == "ci":
+        return Profile("ci", "synthetic", epochs=2, batch_size=16, image_size=32,
+                       width_div=8, num_workers=0, progress=False)
+    raise ValueError(
+        f"Unknown run profile {name!r}: choose one of {', '.join(PROFILE_NAMES)} "
+        f"(set it with the {PROFILE_ENV} environment variable, e.g. {PROFILE_ENV}=quick)."
+    )
+
+
+def pick_device() -> torch.device:
+    """The fastest device present: CUDA, then Apple's MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def auto_profile_name(device: torch.device | None = None) -> str:
+    """``full`` on CUDA; ``quick`` on MPS or CPU."""
+    device = device or pick_device()
+    return "full" if device.type == "cuda" else "quick"
+
+
+def get_profile(name: str | None = None, *, verbose: bool = True, **adjust: dict[str, Any]) -> Profile:
+    """Choose the run profile, apply this lesson's adjustments, print the banner.
+
+    Args:
+        name: force a profile; otherwise ``$COURSE_PROFILE``, otherwise automatic.
+        adjust: per-profile changes for this lesson, e.g. ``quick={"train_subset": 512}``.
+    """
+    chosen = name or os.environ.get(PROFILE_ENV, "").strip().lower() or auto_profile_name()
+    profile = default_profile(chosen)
+    for key in adjust:
+        if key not in PROFILE_NAMES:
+            raise ValueError(f"get_profile(): unknown profile {key!r} in adjustments; use {PROFILE_NAMES}.")
+    changes = adjust.get(profile.name) or {}
+    fields = {f.name for f in dataclasses.fields(Profile)}
+    unknown = sorted(set(changes) - fields)
+    if unknown:
+        raise ValueError(f"get_profile(): {unknown} are not Profile fields; known: {sorted(fields)}.")
+    profile = dataclasses.replace(profile, **changes)
+    if verbose:
+        print(banner(profile))
+        hint = gpu_hint(profile)
+        if hint:
+            print(hint)
+    return profile
+
+
+def gpu_hint(profile: Profile) -> str:
+    """Advice when a GPU would help and none is visible (e.g. a Colab CPU runtime)."""
+    if pick_device().type != "cpu":
+        return ""
+    if "google.colab" in sys.modules:
+        return ("No GPU: in Colab choose Runtime > Change runtime type > T4 GPU, then "
+                "Runtime > Restart session, and run the notebook again.")
+    if profile.name == "full":
+        return "Profile 'full' on a CPU will take hours; set COURSE_PROFILE=quick for a laptop-sized run."
+    return ""
+
+
+def banner(profile: Profile) -> str:
+    """One line: profile, device, data source and versions."""
+    import torchvision
+
+    device = pick_device()
+    if profile.synthetic:
+        data = "synthetic stand-ins (tiny, generated in the real formats)"
+    else:
+        data = f"real datasets under {data_root()}"
+    return (f"Profile: {profile.name} | device: {device.type} | data: {data} | "
+            f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
+            f"Python {platform.python_version()}")
+
+
+def repo_root() -> Path | None:
+    """The course checkout this package was imported from, or None when pip-installed."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir() else None
+
+
+def data_root() -> Path:
+    """Where datasets live: ``$COURSE_DATA``, else ``<repo>/data`` (never the working directory)."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser()
+    root = repo_root()
+    if root is not None:
+        return root / "data"
+    return Path.home() / "course_data"  # installed without a checkout (e.g. Colab)
+
+
+def checkpoint_dir(profile: Profile) -> Path:
+    """``checkpoints/<profile>/``: a ci checkpoint never satisfies a quick or full run.
+
+    ``$COURSE_CHECKPOINTS`` moves the folder (in Colab: a Google Drive folder survives disconnects).
+    """
+    if os.environ.get(CHECKPOINT_ENV):
+        base = Path(os.environ[CHECKPOINT_ENV]).expanduser()
+    else:
+        root = repo_root()
+        base = (root if root is not None else Path.home() / "course_data") / "checkpoints"
+    return base / profile.name
+
+
+def seed_everything(seed: int = 0, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch (all devices) so runs repeat.
+
+    ``deterministic=True`` also asks torch for deterministic kernels; on CUDA only with
+    ``warn_only=True``, because several backward ops used in the course have no deterministic
+    CUDA kernel and would otherwise raise.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds CUDA and MPS generators too
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=torch.cuda.is_available())
+        torch.backends.cudnn.benchmark = False

@@ -1,0 +1,83 @@
+"""Execute solution notebooks in the ci profile and store only the graded answers.
+
+    python tools/store_answers.py notebooks/01_vgg16_cifar10.ipynb [...]
+
+Every cell is run (working directory: the notebook's folder, COURSE_PROFILE=ci). Cells whose
+source contains ``# NBVAL_CHECK_OUTPUT`` keep their text output and an execution count: that
+output is the expected answer nbval compares against. All other cells are stored without
+outputs, the kernel is named ``python3``, and metadata is kept minimal, so notebooks stay clean
+in git. A cell that raises stops the script with the cell's index and error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+
+
+def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Keep outputs only on check cells; number them 1, 2, ...; minimal metadata."""
+    count = 0
+    for cell in nb.cells:
+        cell.metadata = {key: value for key, value in cell.metadata.items() if key in ("tags",)}
+        if cell.cell_type != "code":
+            continue
+        if CHECK_MARK in cell.source:
+            count += 1
+            cell.execution_count = count
+            cell.outputs = [_plain(output) for output in cell.outputs
+                            if output.output_type == "stream" and output.name == "stdout"]
+        else:
+            cell.execution_count = None
+            cell.outputs = []
+    nb.metadata = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
+    return nb
+
+
+def _plain(output: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    return nbformat.v4.new_output("stream", name="stdout", text=output.text)
+
+
+def store_answers(path: Path, timeout: int = 600) -> None:
+    nb = nbformat.read(path, as_version=4)
+    os.environ["COURSE_PROFILE"] = "ci"
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    try:
+        client.execute()
+    except CellExecutionError as error:
+        raise SystemExit(f"{path}: a cell failed while storing answers:\n{error}") from None
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and CHECK_MARK in cell.source:
+            text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+            if "FAIL" in text or not text.strip():
+                raise SystemExit(f"{path}: check cell {index} printed {text!r}; the solution must PASS.")
+    nbformat.write(clean(nb), path)
+    print(f"stored answers in {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--clean-only", action="store_true", help="strip outputs, do not execute")
+    args = parser.parse_args(argv)
+    for path in args.notebooks:
+        if args.clean_only:
+            nbformat.write(clean(nbformat.read(path, as_version=4)), path)
+        else:
+            store_answers(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
