@@ -1,0 +1,337 @@
+"""The one training loop of the course: train an epoch, evaluate, fit, checkpoint.
+
+torchvision ``references`` style: plain functions, every input an argument, the result returned,
+no Trainer class and no globals. Each loop sets ``model.train()`` / ``model.eval()`` on its first
+line. Losses and correct counts are summed ON THE DEVICE and read once per epoch: a ``.item()``
+per batch would make the CPU wait for the GPU at every step.
+
+Learning-rate schedulers are stepped once PER ITERATION (batch), not per epoch: build them with
+steps, e.g. ``OneCycleLR(optimizer, max_lr, total_steps=epochs * len(train_loader))``, a poly
+``LambdaLR(optimizer, lambda step: (1 - step / total_steps) ** 0.9)`` or
+``CosineAnnealingLR(optimizer, T_max=epochs * len(train_loader))``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from course_utils import checkpoint, runtime
+from course_utils.metrics import IGNORE_INDEX, ConfusionMatrix
+
+HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time")
+
+
+def loss_for_segmentation() -> nn.Module:
+    """Cross-entropy over pixels that skips the 255 border (it is neither object nor background)."""
+    return nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+
+
+def amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    """Autocast dtype: None (full precision) unless ``amp`` on CUDA; bf16 where supported, else fp16."""
+    if not amp or torch.device(device).type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def make_scaler(device: torch.device, amp: bool) -> torch.amp.GradScaler | None:
+    """A GradScaler when training in fp16 (its small range underflows gradients), else None."""
+    return torch.amp.GradScaler("cuda") if amp_dtype(device, amp) == torch.float16 else None
+
+
+def _progress(loader: Iterable, progress: bool, desc: str) -> Iterable:
+    if not progress:
+        return loader  # ci: no bars at all, not even a disabled one
+    with warnings.catch_warnings():  # without ipywidgets tqdm.auto warns, then falls back to text bars
+        warnings.simplefilter("ignore")
+        from tqdm.auto import tqdm
+    return tqdm(loader, desc=desc, leave=False)  # stderr; cleared when done
+
+
+def _check_model_device(model: nn.Module, device: torch.device) -> None:
+    param = next(model.parameters(), None)
+    if param is not None and param.device.type != device.type:
+        raise RuntimeError(f"The model is on {param.device.type} but batches go to {device.type}: "
+                           f"call model.to(device) first (engine.fit does it for you).")
+
+
+def _check_batch(logits: torch.Tensor, targets: torch.Tensor, num_classes: int | None) -> None:
+    """Fail early with both shapes instead of a deep error inside the loss."""
+    problem = None
+    if targets.is_floating_point():
+        problem = f"targets must be int64 class indices, got {targets.dtype}"
+    elif logits.dim() != targets.dim() + 1 or logits.shape[0] != targets.shape[0] \
+            or logits.shape[2:] != targets.shape[1:]:
+        problem = "expected logits (N, C) with labels (N,), or logits (N, C, H, W) with masks (N, H, W)"
+    elif num_classes is not None and logits.shape[1] != num_classes:
+        problem = f"the model outputs {logits.shape[1]} classes, num_classes is {num_classes}"
+    if problem:
+        raise ValueError(f"Model output {tuple(logits.shape)} does not fit targets "
+                         f"{tuple(targets.shape)}: {problem}.")
+
+
+def _place(model: nn.Module, device: torch.device) -> None:
+    """Move the model in place (the optimizer keeps pointing at the same parameters)."""
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)  # matches the channels_last batches
+
+
+def _to_device(images: torch.Tensor, targets: torch.Tensor, device: torch.device):
+    images = images.to(device, non_blocking=True)
+    targets = targets.to(device, non_blocking=True)
+    if device.type == "cuda" and images.dim() == 4:
+        images = images.contiguous(memory_format=torch.channels_last)  # faster convs on tensor cores
+    return images, targets
+
+
+def train_one_epoch(model: nn.Module, loader: Iterable, criterion: nn.Module,
+                    optimizer: torch.optim.Optimizer, device: torch.device | str, *,
+                    scheduler=None, scaler: torch.amp.GradScaler | None = None, amp: bool = False,
+                    progress: bool = True, epoch: int = 0, num_classes: int | None = None) -> dict:
+    """One pass over ``loader``; returns ``{"loss", "accuracy"}`` of the epoch.
+
+    ``scheduler`` (optional) is stepped after every batch (see the module docstring). The loss is
+    the mean per image; accuracy counts labels/pixels whose target is a real class (not 255).
+    """
+    model.train()
+    device = torch.device(device)
+    _check_model_device(model, device)
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        raise TypeError("ReduceLROnPlateau steps once per epoch on a metric: call "
+                        "scheduler.step(val_loss) yourself after evaluate(), not here.")
+    dtype = amp_dtype(device, amp)
+    if dtype == torch.float16 and scaler is None:
+        scaler = make_scaler(device, amp)
+    loss_sum = torch.zeros((), device=device)  # summed on the device, read once at the end
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    counted = torch.zeros((), dtype=torch.long, device=device)
+    num_images = 0
+    for images, targets in _progress(loader, progress, f"epoch {epoch + 1} train"):
+        images, targets = _to_device(images, targets, device)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(images)  # (N, C) or (N, C, H, W)
+            _check_batch(logits, targets, num_classes)
+            loss = criterion(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()  # per iteration
+        with torch.no_grad():
+            loss_sum += loss.detach().float() * images.shape[0]
+            valid = (targets >= 0) & (targets < logits.shape[1])  # 255 = ignore is not counted
+            correct += ((logits.argmax(1) == targets) & valid).sum()
+            counted += valid.sum()
+        num_images += images.shape[0]
+    if num_images == 0:
+        raise ValueError("The training loader yielded no batches: is the dataset smaller than "
+                         "batch_size with drop_last=True?")
+    return {"loss": loss_sum.item() / num_images,  # the one sync of the epoch
+            "accuracy": correct.item() / max(counted.item(), 1)}
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str, num_classes: int, *,
+             criterion: nn.Module | None = None, progress: bool = True, max_batches: int | None = None,
+             amp: bool = False) -> dict:
+    """Score ``model`` on ``loader`` with one confusion matrix; leaves the model in ``eval()``.
+
+    Returns ``accuracy`` (pixel accuracy for masks), ``per_class_accuracy``, ``confusion`` (on
+    the CPU), ``loss`` when a criterion is given, and for segmentation ``miou`` and ``iou``.
+    """
+    model.eval()
+    device = torch.device(device)
+    _check_model_device(model, device)
+    dtype = amp_dtype(device, amp)
+    matrix = ConfusionMatrix(num_classes)
+    loss_sum = torch.zeros((), device=device)
+    num_images, segmentation = 0, False
+    for i, (images, targets) in enumerate(_progress(loader, progress, "evaluate")):
+        if max_batches is not None and i >= max_batches:
+            break
+        images, targets = _to_device(images, targets, device)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(images)  # (N, C) or (N, C, H, W)
+            _check_batch(logits, targets, num_classes)
+            if criterion is not None:
+                loss_sum += criterion(logits, targets).float() * images.shape[0]
+        matrix.update(logits.argmax(1), targets)  # (N,) or (N, H, W)
+        num_images += images.shape[0]
+        segmentation = targets.dim() > 1
+    if num_images == 0:
+        raise ValueError("evaluate(): the loader yielded no batches.")
+    scores = matrix.compute()
+    result = {"accuracy": scores["accuracy"], "per_class_accuracy": scores["per_class_accuracy"],
+              "confusion": scores["confusion"]}
+    if criterion is not None:
+        result["loss"] = loss_sum.item() / num_images
+    if segmentation:
+        result["miou"], result["iou"] = scores["miou"], scores["iou"]
+    return result
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, loader: Iterable, device: torch.device | str,
+            max_batches: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class predictions and targets for a whole loader, concatenated on the CPU: ``(preds, targets)``."""
+    model.eval()
+    device = torch.device(device)
+    _check_model_device(model, device)
+    all_preds, all_targets = [], []
+    for i, (images, targets) in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        images, _ = _to_device(images, targets, device)
+        all_preds.append(model(images).argmax(1).cpu())  # (N,) or (N, H, W)
+        all_targets.append(targets)
+    return torch.cat(all_preds), torch.cat(all_targets)
+
+
+def new_history() -> dict:
+    """An empty history: a plain dict of lists that ``viz.plot_history`` takes as is."""
+    return {key: [] for key in HISTORY_KEYS}
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    """Restore the generators so a resumed run shuffles and drops out exactly like an uninterrupted one."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epochs: int,
+        optimizer: torch.optim.Optimizer, criterion: nn.Module, device: torch.device | str,
+        num_classes: int, scheduler=None, scaler: torch.amp.GradScaler | None = None,
+        profile: runtime.Profile | None = None, checkpoint_path: str | Path | None = None,
+        checkpoint_every: int = 1, start_epoch: int = 0, history: dict | None = None) -> dict:
+    """Train from ``start_epoch`` up to ``epochs`` (a total), evaluating after each epoch.
+
+    Prints one line per epoch and returns the history (a dict of lists, one entry per epoch;
+    ``lr`` is the rate at the end of the epoch, ``epoch_time`` the seconds of training + evaluation).
+    With ``checkpoint_path``, saves every ``checkpoint_every`` epochs and after the last one.
+    ``profile`` supplies ``amp`` and ``progress`` (default: no amp, progress bars on).
+    """
+    device = torch.device(device)
+    amp = profile.amp if profile is not None else False
+    progress = profile.progress if profile is not None else True
+    _place(model, device)
+    scaler = scaler if scaler is not None else make_scaler(device, amp)
+    history = {key: list(values) for key, values in (history or new_history()).items()}
+    for epoch in range(start_epoch, epochs):
+        start = time.perf_counter()
+        train = train_one_epoch(model, train_loader, criterion, optimizer, device, scheduler=scheduler,
+                                scaler=scaler, amp=amp, progress=progress, epoch=epoch,
+                                num_classes=num_classes)
+        val = evaluate(model, val_loader, device, num_classes, criterion=criterion,
+                       progress=progress, amp=amp)
+        lr = optimizer.param_groups[0]["lr"]
+        row = {"epoch": epoch + 1, "train_loss": train["loss"], "train_acc": train["accuracy"],
+               "val_loss": val["loss"], "val_acc": val["accuracy"], "lr": lr,
+               "epoch_time": time.perf_counter() - start}
+        if "miou" in val:
+            row["val_miou"] = val["miou"]
+        for key, value in row.items():
+            history.setdefault(key, []).append(value)
+        miou = f" miou {val['miou']:.3f}" if "miou" in val else ""
+        print(f"epoch {epoch + 1}/{epochs} | train loss {train['loss']:.3f} acc {train['accuracy']:.3f} | "
+              f"val loss {val['loss']:.3f} acc {val['accuracy']:.3f}{miou} | lr {lr:.2e} | "
+              f"{row['epoch_time']:.1f}s", flush=True)
+        finished = epoch + 1 == epochs
+        if checkpoint_path is not None and (finished or (epoch + 1) % checkpoint_every == 0):
+            checkpoint.save(
+                checkpoint_path, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict() if scheduler is not None else None,
+                scaler=scaler.state_dict() if scaler is not None else None,
+                epoch=epoch + 1, epochs=epochs, history=history,
+                profile=profile.name if profile is not None else None, finished=finished,
+                rng=_rng_state())
+    return history
+
+
+def _restore(state: dict, path: Path, model, optimizer, scheduler, scaler, device) -> None:
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise RuntimeError(f"Checkpoint {path} does not fit this model (another architecture or "
+                           f"width?). Delete it to train again.\n{str(error).splitlines()[0]}") from error
+    _place(model, device)  # before the optimizer, whose state follows the parameters
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler") is not None:
+        scaler.load_state_dict(state["scaler"])
+
+
+def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, name: str,
+                profile: runtime.Profile, optimizer: torch.optim.Optimizer, criterion: nn.Module,
+                num_classes: int, epochs: int | None = None, device: torch.device | str | None = None,
+                scheduler=None, checkpoint_dir: str | Path | None = None,
+                checkpoint_every: int = 1) -> dict:
+    """Train with checkpoints, or reuse them: load a finished run, resume a partial one.
+
+    The file is ``(checkpoint_dir or runtime.checkpoint_dir(profile)) / f"{name}.pt"``. A finished
+    checkpoint of the same plan (profile, epochs) is loaded instead of training; a partial one is
+    resumed from its last epoch (model, optimizer, scheduler, scaler, history, random state);
+    otherwise training starts from scratch. Returns the history.
+    """
+    epochs = epochs if epochs is not None else profile.epochs
+    device = torch.device(device) if device is not None else runtime.pick_device()
+    path = Path(checkpoint_dir or runtime.checkpoint_dir(profile)) / f"{name}.pt"
+    scaler = make_scaler(device, profile.amp)
+    start_epoch, history = 0, None
+    if path.is_file():
+        state = checkpoint.load(path)
+        if state.get("epochs") != epochs or state.get("profile") != profile.name:
+            print(f"Checkpoint {path} was planned for {state.get('epochs')} epochs of profile "
+                  f"{state.get('profile')}, this run asks {epochs} of {profile.name}: training from "
+                  f"scratch (it will be overwritten).", flush=True)
+        else:
+            _restore(state, path, model, optimizer, scheduler, scaler, device)
+            if state["finished"]:
+                print(f"Loaded the finished checkpoint {path} ({state['epoch']} epochs); "
+                      f"delete it to train again.", flush=True)
+                return state["history"]
+            _set_rng_state(state["rng"])
+            start_epoch, history = state["epoch"], state["history"]
+            print(f"Resuming {path} after epoch {start_epoch} of {epochs}.", flush=True)
+    return fit(model, train_loader, val_loader, epochs=epochs, optimizer=optimizer, criterion=criterion,
+               device=device, num_classes=num_classes, scheduler=scheduler, scaler=scaler, profile=profile,
+               checkpoint_path=path, checkpoint_every=checkpoint_every, start_epoch=start_epoch,
+               history=history)
+
+
+def train_more(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, history: dict,
+               optimizer: torch.optim.Optimizer, criterion: nn.Module, device: torch.device | str,
+               num_classes: int, epochs: int = 1, lr: float | None = None, scheduler=None,
+               profile: runtime.Profile | None = None) -> dict:
+    """Fine-tune a trained (e.g. just loaded) model for ``epochs`` more; returns the longer history.
+
+    The source course's "load the checkpoint, then train one more epoch". ``lr`` (optional) resets
+    every parameter group's learning rate, since the fit's schedule usually ended near zero. No
+    checkpoint is written, so ``fit_or_load`` keeps loading the same finished run next time.
+    """
+    if lr is not None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    done = len(history.get("epoch", []))
+    return fit(model, train_loader, val_loader, epochs=done + epochs, optimizer=optimizer,
+               criterion=criterion, device=device, num_classes=num_classes, scheduler=scheduler,
+               profile=profile, start_epoch=done, history=history)

@@ -1,0 +1,74 @@
+"""Checkpoints: round trip, atomic writes, clear errors."""
+
+import pytest
+import torch
+from torch import nn
+
+from course_utils import checkpoint
+
+
+def make_state(seed=0):
+    torch.manual_seed(seed)
+    model = nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()  # fills the momentum buffers
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=10)
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": None, "epoch": 1, "epochs": 2,
+            "history": {"epoch": [1], "train_loss": [0.5]}, "profile": "ci", "finished": False,
+            "rng": {"torch": torch.get_rng_state()}}
+
+
+def test_round_trip(tmp_path):
+    state = make_state()
+    path = checkpoint.save(tmp_path / "sub" / "run.pt", **state)  # creates the folder
+    assert path == tmp_path / "sub" / "run.pt"
+    loaded = checkpoint.load(path)
+    assert set(loaded) == set(state)
+    for key in state["model"]:
+        assert torch.equal(loaded["model"][key], state["model"][key])
+    momentum = loaded["optimizer"]["state"][0]["momentum_buffer"]
+    assert torch.equal(momentum, state["optimizer"]["state"][0]["momentum_buffer"])
+    assert loaded["scheduler"] == state["scheduler"]
+    assert loaded["history"] == state["history"]
+    assert (loaded["epoch"], loaded["profile"], loaded["finished"]) == (1, "ci", False)
+    assert list(tmp_path.glob("sub/*")) == [path]  # no .tmp left behind
+
+
+def test_atomic_save_keeps_old_checkpoint_on_interrupt(tmp_path, monkeypatch):
+    path = tmp_path / "run.pt"
+    checkpoint.save(path, **make_state(seed=0))
+    old = checkpoint.load(path)
+
+    real_save = torch.save
+
+    def interrupted_save(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        f.seek(0)
+        f.truncate(100)  # only the first bytes reached the disk
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(path, **make_state(seed=1))
+    monkeypatch.undo()
+
+    again = checkpoint.load(path)
+    for key in old["model"]:
+        assert torch.equal(again["model"][key], old["model"][key])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt"]  # no half file anywhere
+
+
+def test_missing_file_error_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing.pt"):
+        checkpoint.load(tmp_path / "nothing.pt")
+
+
+def test_truncated_file_error_names_the_file(tmp_path):
+    path = tmp_path / "run.pt"
+    checkpoint.save(path, **make_state())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(RuntimeError, match=r"run\.pt.*corrupt or incomplete"):
+        checkpoint.load(path)

@@ -1,0 +1,273 @@
+"""The training engine on tiny models and TensorDatasets (CPU, seconds)."""
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from course_utils import checkpoint, engine, runtime
+
+CPU = torch.device("cpu")
+CI = runtime.default_profile("ci")  # no amp, no progress bars, 2 epochs
+
+
+def blobs(n=120, seed=0):
+    """Three well separated 2-D clusters: a linearly separable classification set."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 3
+    centres = torch.tensor([[4.0, 0.0], [-4.0, 0.0], [0.0, 4.0]])
+    points = centres[labels] + torch.randn(n, 2, generator=g)
+    return TensorDataset(points, labels)
+
+
+def classifier():
+    return nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 3))
+
+
+def setup(seed=0, shuffle=True, epochs=2):
+    """Model, loaders, optimizer and a per-step scheduler, all from one seed."""
+    torch.manual_seed(seed)
+    model = classifier()
+    train_loader = DataLoader(blobs(), batch_size=16, shuffle=shuffle, drop_last=True)
+    val_loader = DataLoader(blobs(60, seed=1), batch_size=25)  # last batch short on purpose
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1,
+                                                    total_steps=epochs * len(train_loader))
+    return model, train_loader, val_loader, optimizer, scheduler
+
+
+def run(tmp_path, model, train_loader, val_loader, optimizer, scheduler, epochs=2, profile=CI):
+    return engine.fit_or_load(model, train_loader, val_loader, name="tiny", profile=profile,
+                              epochs=epochs, optimizer=optimizer, criterion=nn.CrossEntropyLoss(),
+                              num_classes=3, device=CPU, scheduler=scheduler, checkpoint_dir=tmp_path)
+
+
+def without_times(history):
+    return {key: values for key, values in history.items() if key != "epoch_time"}
+
+
+def test_tiny_model_learns_separable_data():
+    model, train_loader, val_loader, optimizer, _ = setup()
+    criterion = nn.CrossEntropyLoss()
+    first = engine.evaluate(model, val_loader, CPU, 3, criterion=criterion, progress=False)
+    stats = [engine.train_one_epoch(model, train_loader, criterion, optimizer, CPU, progress=False)
+             for _ in range(4)]
+    last = engine.evaluate(model, val_loader, CPU, 3, criterion=criterion, progress=False)
+    assert stats[-1]["loss"] < stats[0]["loss"]
+    assert stats[-1]["accuracy"] > 0.9
+    assert last["loss"] < first["loss"] and last["accuracy"] > max(first["accuracy"], 0.95)
+    assert set(last) >= {"loss", "accuracy", "per_class_accuracy", "confusion"}
+    assert "miou" not in last  # classification
+    assert int(last["confusion"].sum()) == 60  # every sample counted once, short batch included
+
+
+def test_losses_are_means_over_samples_not_over_batches():
+    model, *_ = setup(seed=0)
+    model.eval()  # no dropout, so both passes see the same function
+    data = blobs(40)
+    loader = DataLoader(data, batch_size=16)  # batches of 16, 16 and 8
+    criterion = nn.CrossEntropyLoss()
+    with torch.no_grad():
+        expected = criterion(model(data.tensors[0]), data.tensors[1]).item()
+    result = engine.evaluate(model, loader, CPU, 3, criterion=criterion, progress=False)
+    assert result["loss"] == pytest.approx(expected, rel=1e-5)
+    frozen = torch.optim.SGD(model.parameters(), lr=0.0)
+    model[2].p = 0.0  # train mode without randomness
+    stats = engine.train_one_epoch(model, loader, criterion, frozen, CPU, progress=False)
+    assert stats["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_evaluate_leaves_model_in_eval_and_never_changes_parameters():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Dropout(0.5),
+                          nn.Conv2d(4, 3, 1))
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}  # BN running stats included
+    data = TensorDataset(torch.randn(6, 3, 8, 8), torch.randint(0, 3, (6, 8, 8)))
+    engine.evaluate(model, DataLoader(data, batch_size=4), CPU, 3, progress=False)
+    assert not any(m.training for m in model.modules())
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def one_hot_segmenter():
+    """A 1x1 conv that predicts, for each pixel, the channel that is hot in the input."""
+    model = nn.Conv2d(3, 3, 1, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(3).reshape(3, 3, 1, 1) * 10)
+    return model
+
+
+def test_segmentation_evaluate_ignores_255():
+    g = torch.Generator().manual_seed(0)
+    preds = torch.randint(0, 3, (4, 6, 6), generator=g)
+    images = nn.functional.one_hot(preds, 3).permute(0, 3, 1, 2).float()  # (4, 3, 6, 6)
+    masks = preds.clone()
+    wrong = torch.rand(masks.shape, generator=g) < 0.3
+    masks[wrong] = 255  # the model is wrong exactly where the truth says "ignore"
+    loader = DataLoader(TensorDataset(images, masks), batch_size=3)
+    result = engine.evaluate(one_hot_segmenter(), loader, CPU, 3,
+                             criterion=engine.loss_for_segmentation(), progress=False)
+    assert result["accuracy"] == 1.0 and result["miou"] == 1.0
+    assert result["iou"].shape == (3,)
+    assert int(result["confusion"].sum()) == int((~wrong).sum())
+    assert result["loss"] < 1e-3
+
+
+def test_scheduler_steps_per_iteration():
+    model, train_loader, *_ = setup(shuffle=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 ** step)
+    engine.train_one_epoch(model, train_loader, nn.CrossEntropyLoss(), optimizer, CPU,
+                           scheduler=scheduler, progress=False)
+    steps = len(train_loader)  # 120 // 16 = 7 batches
+    assert scheduler.last_epoch == steps
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.5 ** steps)
+
+
+def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
+    whole = run(tmp_path / "whole", *setup(seed=0))
+
+    real = engine.train_one_epoch
+    calls = []
+
+    def dies_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the kernel stops during epoch 2
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_one_epoch", dies_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "split", *setup(seed=0))
+    monkeypatch.undo()
+    partial = checkpoint.load(tmp_path / "split" / "tiny.pt")
+    assert (partial["epoch"], partial["finished"]) == (1, False)
+
+    torch.manual_seed(123)  # a fresh kernel: other random state, everything must come from the file
+    model, *rest = setup(seed=7)
+    resumed = run(tmp_path / "split", model, *rest)
+    assert without_times(resumed) == without_times(whole)
+    reference, *_ = setup(seed=0)
+    reference.load_state_dict(checkpoint.load(tmp_path / "whole" / "tiny.pt")["model"])
+    for mine, theirs in zip(model.parameters(), reference.parameters()):
+        assert torch.equal(mine, theirs)
+
+
+def test_finished_checkpoint_is_loaded_without_training(tmp_path, monkeypatch, capsys):
+    trained, *rest = setup(seed=0)
+    history = run(tmp_path, trained, *rest)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("train_one_epoch called although the checkpoint is finished")
+
+    monkeypatch.setattr(engine, "train_one_epoch", no_training)
+    model, *rest = setup(seed=5)
+    capsys.readouterr()
+    loaded = run(tmp_path, model, *rest)
+    assert "Loaded the finished checkpoint" in capsys.readouterr().out
+    assert loaded == history
+    for mine, theirs in zip(model.parameters(), trained.parameters()):
+        assert torch.equal(mine, theirs)
+
+
+def test_checkpoint_of_another_plan_trains_from_scratch(tmp_path, capsys):
+    run(tmp_path, *setup(seed=0), epochs=1)
+    history = run(tmp_path, *setup(seed=0), epochs=2)
+    assert "training from scratch" in capsys.readouterr().out
+    assert history["epoch"] == [1, 2]
+    assert checkpoint.load(tmp_path / "tiny.pt")["epochs"] == 2
+
+
+def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
+    real_save, saves = torch.save, []
+
+    def dies_in_second_save(obj, f, *args, **kwargs):
+        saves.append(1)
+        real_save(obj, f, *args, **kwargs)
+        if len(saves) == 2:
+            f.truncate(50)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies_in_second_save)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, *setup(seed=0))
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.pt"]
+    state = checkpoint.load(tmp_path / "tiny.pt")
+    assert state["epoch"] == 1 and not state["finished"] and state["profile"] == "ci"
+
+
+def test_history_is_a_plain_dict_of_lists(tmp_path, capsys):
+    history = run(tmp_path, *setup(seed=0))
+    assert set(history) == set(engine.HISTORY_KEYS)
+    assert all(isinstance(v, list) and len(v) == 2 for v in history.values())
+    assert history["epoch"] == [1, 2]
+    assert all(isinstance(x, float) for key in history if key != "epoch" for x in history[key])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" |")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+
+
+def test_progress_false_prints_no_tqdm_output(tmp_path, capsys):
+    run(tmp_path / "quiet", *setup(seed=0))
+    assert capsys.readouterr().err == ""
+    run(tmp_path / "bars", *setup(seed=0), profile=dataclasses.replace(CI, progress=True))
+    assert "epoch 1 train" in capsys.readouterr().err  # the positive control: bars do go to stderr
+
+
+def test_train_more_continues_the_history(tmp_path, capsys):
+    model, train_loader, val_loader, optimizer, scheduler = setup(seed=0)
+    history = run(tmp_path, model, train_loader, val_loader, optimizer, scheduler)
+    more = engine.train_more(model, train_loader, val_loader, history=history, optimizer=optimizer,
+                             criterion=nn.CrossEntropyLoss(), device=CPU, num_classes=3, lr=0.01,
+                             profile=CI)
+    assert more["epoch"] == [1, 2, 3] and more["lr"][-1] == 0.01
+    assert history["epoch"] == [1, 2]  # the caller's history is not modified
+    assert checkpoint.load(tmp_path / "tiny.pt")["epoch"] == 2  # the fit checkpoint is kept
+
+
+def test_segmentation_fit_records_miou(capsys):
+    g = torch.Generator().manual_seed(0)
+    masks = torch.randint(0, 3, (8, 6, 6), generator=g)
+    images = nn.functional.one_hot(masks, 3).permute(0, 3, 1, 2).float()
+    loader = DataLoader(TensorDataset(images, masks), batch_size=4)
+    model = nn.Conv2d(3, 3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    history = engine.fit(model, loader, loader, epochs=2, optimizer=optimizer,
+                         criterion=engine.loss_for_segmentation(), device=CPU, num_classes=3, profile=CI)
+    assert len(history["val_miou"]) == 2
+    assert "miou" in capsys.readouterr().out
+
+
+def test_wrong_shaped_batch_fails_with_both_shapes():
+    data = TensorDataset(torch.randn(2, 3, 8, 8), torch.zeros(2, 6, 6, dtype=torch.long))
+    model = nn.Conv2d(3, 3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"\(2, 3, 8, 8\).*\(2, 6, 6\)"):
+        engine.train_one_epoch(model, DataLoader(data, batch_size=2), engine.loss_for_segmentation(),
+                               optimizer, CPU, progress=False)
+    with pytest.raises(ValueError, match="outputs 3 classes, num_classes is 21"):
+        engine.evaluate(model, DataLoader(TensorDataset(torch.randn(2, 3, 8, 8),
+                                                        torch.zeros(2, 8, 8, dtype=torch.long))),
+                        CPU, 21, progress=False)
+
+
+def test_model_on_another_device_is_a_clear_error():
+    model = nn.Linear(2, 3, device="meta")
+    with pytest.raises(RuntimeError, match="model.to"):
+        engine.evaluate(model, DataLoader(blobs(6)), CPU, 3, progress=False)
+
+
+def test_predict_returns_preds_and_targets():
+    preds_in = torch.randint(0, 3, (5, 4, 4))
+    images = nn.functional.one_hot(preds_in, 3).permute(0, 3, 1, 2).float()
+    loader = DataLoader(TensorDataset(images, preds_in), batch_size=2)
+    preds, targets = engine.predict(one_hot_segmenter(), loader, CPU)
+    assert preds.shape == (5, 4, 4) and torch.equal(preds, preds_in) and torch.equal(targets, preds_in)
+
+
+def test_amp_is_off_on_cpu():
+    assert engine.amp_dtype(CPU, amp=True) is None
+    assert engine.make_scaler(CPU, amp=True) is None
