@@ -1,0 +1,236 @@
+"""course_utils.grade: graded copies, score tables, usage errors (toy notebooks).
+
+One nbval run per submission costs a kernel start, so a single CLI call (module fixture) grades
+the three submissions every kernel test reads: the solution, the released student copy, and a
+tampered answer sheet.
+"""
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+import nb_helpers as nbh
+from course_utils import grade, release
+
+
+def tampered(student: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A student copy with: Q1 wrong; Q2 wrong with its check cell and stored answer edited to
+    match; Q3 right with its check cell deleted; Q4 wrong with its check cell deleted; and a
+    crashing non-check cell."""
+    nb = nbformat.from_dict(student)
+    nbh.answer(nb, "add", "return a - b")
+    nbh.answer(nb, "scale", "out.append(k + x)")  # scale([1, 2], 3) == [4, 5], lengths still right
+    check = nbh.cell(nb, "check-scale")
+    check.source = check.source.replace("[3, 6]", "[4, 5]")
+    check.outputs = [nbh.stdout("PASS scale([1, 2], 3) [4, 5]\n")]
+    nbh.answer(nb, "greet", 'return f"hello {name}"')
+    nbh.answer(nb, "square", "return x + x")
+    nbh.delete(nb, "check-greet")
+    nbh.delete(nb, "check-square")
+    nb.cells.insert(2, nbh.code("crash", 'raise RuntimeError("training crashed")'))
+    return nb
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    """notebooks/01_toy.ipynb (reference), its student copy, and submissions/ of three students."""
+    root = tmp_path_factory.mktemp("course")
+    notebooks = root / "notebooks"
+    solution = nbh.write(nbh.toy_solution(), notebooks / "01_toy.ipynb")
+    student = release.release_notebook(nbh.toy_solution())
+    nbh.write(nbformat.read(solution, as_version=4), root / "submissions" / "ada" / "01_toy.ipynb")
+    nbh.write(student, root / "submissions" / "01_toy_blank.ipynb")
+    nbh.write(tampered(student), root / "submissions" / "bob_01_toy.ipynb")
+    return root
+
+
+@pytest.fixture(scope="module")
+def graded(course):
+    """Run the CLI once on the three submissions; returns (process, {file name: result})."""
+    subs = course / "submissions"
+    run = subprocess.run(
+        [sys.executable, "-m", "course_utils.grade", str(subs / "ada" / "01_toy.ipynb"),
+         str(subs / "01_toy_blank.ipynb"), str(subs / "bob_01_toy.ipynb"), "--reference",
+         str(course / "notebooks"), "--timeout", "60", "--json", str(course / "grades.json"),
+         "--csv", str(course / "grades.csv")],
+        capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = json.loads((course / "grades.json").read_text())
+    return run, {result["submission"].split("submissions/")[1]: result for result in results}
+
+
+def scores(result: dict) -> dict:
+    return {q["number"]: q["score"] for q in result["questions"]}
+
+
+def test_solution_notebook_scores_full_marks(graded):
+    run, results = graded
+    ada = results["ada/01_toy.ipynb"]
+    assert (ada["score"], ada["total"]) == (nbh.TOTAL_POINTS, nbh.TOTAL_POINTS)
+    assert ada["failed_cells"] == []
+    assert "Total: 5 / 5" in run.stdout
+
+
+def test_student_copy_fails_exactly_the_check_cells_of_its_questions(graded):
+    blank = graded[1]["01_toy_blank.ipynb"]
+    assert blank["score"] == 0
+    assert all(q["reason"].endswith("raised NotImplementedError") for q in blank["questions"])
+    failed = [cell["question"] for cell in blank["failed_cells"]]
+    assert sorted(failed) == ["1", "2", "2", "3", "4"]  # every check cell, nothing else
+
+
+def test_wrong_answer_loses_only_its_question(graded):
+    bob = graded[1]["bob_01_toy.ipynb"]
+    assert scores(bob) == {"1": 0, "2": 0, "3": 1, "4": 0}
+    assert bob["questions"][0]["reason"] == "FAIL got add(2, 3) -1 expected add(2, 3) 5"
+
+
+def test_edited_answer_is_graded_against_the_reference(graded):
+    q2 = graded[1]["bob_01_toy.ipynb"]["questions"][1]
+    assert q2["score"] == 0  # its second check cell passes: a question needs all of them
+    assert q2["reason"] == "check 1 of 2: FAIL got scale([1, 2], 3) [4, 5] expected scale([1, 2], 3) [3, 6]"
+    assert q2["notes"] == ["check cell edited, reference used"]
+
+
+def test_deleted_check_cells_are_restored_and_graded(graded):
+    bob = graded[1]["bob_01_toy.ipynb"]["questions"]
+    assert (bob[2]["passed"], bob[2]["notes"]) == (True, ["check cell deleted, restored"])
+    assert (bob[3]["passed"], bob[3]["reason"]) == (False, "FAIL got square(7) 14 expected square(7) 49")
+
+
+def test_crashing_non_check_cell_fails_no_question(graded):
+    failed = graded[1]["bob_01_toy.ipynb"]["failed_cells"]
+    assert [(c["question"], c["reason"]) for c in failed if c["question"] is None] == \
+        [(None, "raised RuntimeError: training crashed")]
+
+
+def test_cli_prints_a_table_per_submission_and_a_csv_summary(graded, course):
+    run, _ = graded
+    assert run.stdout.count("Question 1   add     ") == 3
+    assert "  Question 2   scale   0/2  FAIL  check 1 of 2: FAIL got" in run.stdout
+    assert "Total: 0 / 5" in run.stdout and "Total: 1 / 5" in run.stdout
+    rows = (course / "grades.csv").read_text().splitlines()
+    assert rows[0] == "submission,score,total,Q1,Q2,Q3,Q4"
+    assert [row.split(",")[1:] for row in rows[1:]] == [
+        ["5", "5", "1", "2", "1", "1"], ["0", "5", "0", "0", "0", "0"], ["1", "5", "0", "0", "1", "0"]]
+
+
+# --- without a kernel -------------------------------------------------------------------------
+
+def questions():
+    return grade.read_questions(nbh.toy_solution())
+
+
+def test_read_questions_takes_points_titles_and_names_from_the_reference():
+    qs = questions()
+    assert [(q.number, q.title, q.points, len(q.checks)) for q in qs.values()] == [
+        ("1", "add", 1, 1), ("2", "scale", 2, 2), ("3", "greet", 1, 1), ("4", "square", 1, 1)]
+    assert qs["2"].names == {"scale"}
+
+
+def test_reference_check_cell_without_points_or_output_is_an_error():
+    nb = nbh.toy_solution()
+    nbh.cell(nb, "q3").source = "### Question 3: greet"
+    with pytest.raises(grade.GradeError, match="cell 13: check cell of Question 3 has no heading"):
+        grade.read_questions(nb, "01_toy.ipynb")
+    nb = nbh.toy_solution()
+    nbh.cell(nb, "check-add").outputs = []
+    with pytest.raises(grade.GradeError, match="no stored output"):
+        grade.read_questions(nb)
+
+
+def graded_ids(submission, tmp_path):
+    nb, tags, notes = grade.build_graded_notebook(submission, questions(), tmp_path)
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert len(tags) == len(code_cells) and "os.chdir" in code_cells[0].source
+    ref_ids = {(q.number, k): check.id for q in questions().values() for k, check in enumerate(q.checks)}
+    return [ref_ids[tag] if tag else cell.source.split("\n")[0][:12] for cell, tag in zip(code_cells, tags)], notes
+
+
+def test_deleted_check_cell_goes_after_its_function_or_next_to_its_sibling(tmp_path):
+    nb = nbh.toy_solution()
+    for cell_id in ("check-add", "check-scale", "check-greet", "check-square"):
+        nbh.delete(nb, cell_id)
+    nbh.cell(nb, "q4").source = "### Question 4 (renamed heading)"
+    nb.cells.append(nbh.code("late", "def add(a, b):\n    return a + b"))  # the final version counts
+    ids, notes = graded_ids(nb, tmp_path)
+    assert ids == ["# added by c", "from course_", "# NBVAL_CHEC", "def add(a: i", "def scale(xs", "check-scale",
+                   "history = [1", "check-scale-len", "def greet(na", "check-greet", "def square(x",
+                   "check-square", "def add(a, b", "check-add"]
+    assert notes[("1", 0)] == ["check cell deleted, restored"]
+
+
+def test_without_function_a_check_cell_goes_under_its_heading_else_at_the_end(tmp_path):
+    nb = nbh.toy_solution()
+    nbh.delete(nb, "check-add")
+    nbh.cell(nb, "add").source = "def plus(a, b):\n    return a + b"  # renamed: no `add` anywhere
+    nbh.delete(nb, "check-greet")
+    nbh.delete(nb, "q3")
+    nbh.cell(nb, "greet").source = "greet = None"
+    ids, _ = graded_ids(nb, tmp_path)
+    assert ids[3:5] == ["def plus(a, ", "check-add"]
+    assert ids[-1] == "check-greet"
+
+
+def test_edited_check_cell_is_replaced_by_the_reference(tmp_path):
+    nb = nbh.toy_solution()
+    check = nbh.cell(nb, "check-add")
+    check.source = check.source.replace("5, ", "6, ")
+    check.outputs = [nbh.stdout("PASS add(2, 3) 6\n")]
+    nb.cells.insert(6, nbformat.from_dict(check))  # a duplicate is dropped
+    graded, tags, notes = grade.build_graded_notebook(nb, questions(), tmp_path)
+    ref = nbh.cell(nbh.toy_solution(), "check-add")
+    used = [c for c in graded.cells if c.cell_type == "code" and "# Question 1" in c.source]
+    assert [(c.source, c.outputs) for c in used] == [(ref.source, ref.outputs)]
+    assert notes[("1", 0)] == ["check cell edited, reference used"]
+
+
+AFTER_CRASH = "failed after an earlier cell timed out or crashed the kernel"
+
+
+@pytest.mark.parametrize("outcome, report, reason", [
+    ("failed", "Cell 3: Timeout of 60 seconds exceeded executing cell",
+     "Timeout of 60 seconds exceeded executing cell"),
+    ("skipped", "Previous cell timed out, expected cell to fail", AFTER_CRASH),
+    ("failed", "RuntimeError: Kernel dead on test start", AFTER_CRASH),
+    ("failed", "Cell 3: Cell outputs differ\nTraceback:\nMissing output fields from running code: {'stdout'}",
+     "printed nothing, expected 'PASS x'"),
+    ("failed", "Cell 3: Cell outputs differ\nTraceback:\n  - None\n  + PASS x\n", "printed 'None', expected 'PASS x'"),
+    ("missing", "", "not run: the grading run was stopped (too slow overall?)"),
+])
+def test_failure_reason_is_one_line(outcome, report, reason):
+    assert grade.failure_reason(outcome, report, expected="PASS x\n") == reason
+
+
+def test_reference_is_found_by_name_or_lesson_number(course):
+    notebooks = course / "notebooks"
+    assert grade.find_reference(course / "x" / "01_toy.ipynb", notebooks) == notebooks / "01_toy.ipynb"
+    assert grade.find_reference(course / "bob_01_toy (2).ipynb", notebooks) == notebooks / "01_toy.ipynb"
+    with pytest.raises(grade.GradeError, match="No single reference notebook"):
+        grade.find_reference(course / "02_other.ipynb", notebooks)
+
+
+def test_missing_submission_or_reference_is_a_usage_error(course, capsys):
+    reference = ["--reference", str(course / "notebooks")]
+    assert grade.main([str(course / "nope" / "01_toy.ipynb")] + reference) == 2
+    assert "error: Submission" in capsys.readouterr().err
+    stray = nbh.write(nbh.toy_solution(), course / "stray" / "07_other.ipynb")
+    assert grade.main([str(stray)] + reference) == 2
+    assert "No single reference notebook" in capsys.readouterr().err
+
+
+def test_profile_names_match_runtime():
+    from course_utils import runtime
+    assert (grade.PROFILE_ENV, grade.PROFILE_NAMES) == (runtime.PROFILE_ENV, runtime.PROFILE_NAMES)
+
+
+def test_unreadable_submission_scores_zero_without_running(course):
+    broken = course / "broken" / "01_toy.ipynb"
+    broken.parent.mkdir()
+    broken.write_text("{ not json")
+    result = grade.grade(broken, course / "notebooks")
+    assert (result.score, result.total) == (0, nbh.TOTAL_POINTS)
+    assert result.questions[0].reason == "not a readable notebook (NotJSONError)"

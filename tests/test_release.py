@@ -1,0 +1,124 @@
+"""course_utils.release: solution notebooks -> student copies (toy notebooks, no kernel)."""
+
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+import nb_helpers as nbh
+from course_utils import release
+
+
+@pytest.fixture
+def source(tmp_path):
+    """A notebooks/ folder holding the toy solution lesson 01_toy.ipynb."""
+    nbh.write(nbh.toy_solution(), tmp_path / "notebooks" / "01_toy.ipynb")
+    return tmp_path / "notebooks"
+
+
+def test_strip_solutions_replaces_region_at_marker_indentation():
+    assert release.strip_solutions(nbh.SCALE) == "\n".join([
+        "def scale(xs: list[int], k: int) -> list[int]:",
+        '    """Each element of xs times k: (n,) -> (n,)."""',
+        "    out = []",
+        "    for x in xs:",
+        "        # YOUR CODE HERE",
+        "        raise NotImplementedError()",
+        "    return out",
+    ])
+    assert release.strip_solutions("x = 1\n### BEGIN SOLUTION\ny = 2\nz = 3\n### END SOLUTION\nprint(x)") == \
+        "x = 1\n# YOUR CODE HERE\nraise NotImplementedError()\nprint(x)"
+    assert release.strip_solutions("print('no markers')") == "print('no markers')"
+
+
+@pytest.mark.parametrize("source, message", [
+    ("### BEGIN SOLUTION\nx = 1", "line 1: '### BEGIN SOLUTION' is never closed"),
+    ("x = 1\n### END SOLUTION", "line 2: '### END SOLUTION' without"),
+    ("### BEGIN SOLUTION\n    ### BEGIN SOLUTION\n### END SOLUTION", "line 2: nested"),
+    ("x = 1  ### BEGIN SOLUTION\n### END SOLUTION", "line 1: a solution marker must be a line of its own"),
+])
+def test_strip_solutions_rejects_unbalanced_or_nested_markers(source, message):
+    with pytest.raises(ValueError, match=message):
+        release.strip_solutions(source)
+
+
+def test_release_clears_outputs_except_on_check_cells():
+    solution = nbh.toy_solution()
+    student = release.release_notebook(solution)
+    for cell_id in ("imports", "add", "train"):
+        assert nbh.cell(student, cell_id).outputs == []
+        assert nbh.cell(student, cell_id).execution_count is None
+    for cell_id in ("probe", "check-add", "check-scale", "check-scale-len", "check-greet", "check-square"):
+        assert nbh.cell(student, cell_id).outputs == nbh.cell(solution, cell_id).outputs
+        assert nbh.cell(student, cell_id).execution_count == nbh.cell(solution, cell_id).execution_count
+    assert "return a + b" not in nbh.cell(student, "add").source
+    assert nbh.cell(solution, "imports").outputs, "the source notebook must not be modified"
+
+
+def test_release_keeps_cell_ids_and_minimal_metadata():
+    solution = nbh.toy_solution()
+    solution.metadata["accelerator"] = "GPU"
+    solution.cells[1].metadata = {"tags": ["raises-exception"], "collapsed": True}
+    student = release.release_notebook(solution)
+    assert [c.id for c in student.cells] == [c.id for c in solution.cells]
+    assert student.metadata == {"kernelspec": release.KERNELSPEC, "language_info": {"name": "python"},
+                                "accelerator": "GPU"}
+    assert student.metadata["kernelspec"]["name"] == "python3"
+    assert student.cells[1].metadata == {"tags": ["raises-exception"]}
+
+
+def test_release_points_badges_at_student_copies_and_fixes_relative_links():
+    title = release.release_notebook(nbh.toy_solution()).cells[0].source
+    assert "blob/main/notebooks/student/01_toy.ipynb)" in title
+    assert "![diagram](../../assets/toy.png)" in title
+    markdown = "[next](02_unet.ipynb) [top](#goal) [repo](https://github.com/x/y/blob/main/notebooks/02_unet.ipynb)"
+    assert release.relink(markdown) == markdown.replace("/notebooks/02", "/notebooks/student/02")
+
+
+def test_release_cli_is_byte_identical_on_second_run_and_check_passes(source, capsys):
+    assert release.main(["--source", str(source)]) == 0
+    copy = source / "student" / "01_toy.ipynb"
+    first = copy.read_bytes()
+    assert first.endswith(b"}\n") and b"\r\n" not in first
+    assert release.main(["--source", str(source)]) == 0
+    assert copy.read_bytes() == first
+    assert release.main(["--source", str(source), "--check"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    nbformat.validate(nbformat.read(copy, as_version=4))
+
+
+def test_check_lists_stale_missing_and_orphan_copies_and_writes_nothing(source, capsys):
+    dest = source / "student"
+    assert release.main(["--source", str(source), "--check"]) == 1
+    assert f"missing: {dest / '01_toy.ipynb'}" in capsys.readouterr().out
+    assert not dest.exists()
+
+    release.main(["--source", str(source)])
+    solution = nbformat.read(source / "01_toy.ipynb", as_version=4)
+    solution.cells[3].source += "\nA new sentence."
+    nbh.write(solution, source / "01_toy.ipynb")
+    nbh.write(nbh.toy_solution(), dest / "09_old.ipynb")
+    stale = (dest / "01_toy.ipynb").read_bytes()
+    capsys.readouterr()
+    assert release.main(["--source", str(source), "--check"]) == 1
+    out = capsys.readouterr().out
+    assert f"stale: {dest / '01_toy.ipynb'}" in out and f"no source for {dest / '09_old.ipynb'}" in out
+    assert (dest / "01_toy.ipynb").read_bytes() == stale
+
+    assert release.main(["--source", str(source)]) == 0
+    assert not (dest / "09_old.ipynb").exists()
+    assert release.main(["--source", str(source), "--check"]) == 0
+
+
+def test_unbalanced_markers_fail_the_cli_naming_notebook_and_cell(source):
+    solution = nbformat.read(source / "01_toy.ipynb", as_version=4)
+    nbh.cell(solution, "greet").source = nbh.GREET.replace("    ### END SOLUTION", "")
+    nbh.write(solution, source / "01_toy.ipynb")
+    run = subprocess.run([sys.executable, "-m", "course_utils.release", "--source", str(source)],
+                         capture_output=True, text=True)
+    assert run.returncode == 2
+    assert "01_toy.ipynb, cell 12 ('def greet(name: str) -> str:')" in run.stderr
+    assert "'### BEGIN SOLUTION' is never closed" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (source / "student").exists()
