@@ -34,17 +34,13 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if CHECK_MARK in cell.source:
             count += 1
             cell.execution_count = count
-            cell.outputs = [_plain(output) for output in cell.outputs
-                            if output.output_type == "stream" and output.name == "stdout"]
+            text = "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)] if text else []
         else:
             cell.execution_count = None
             cell.outputs = []
     nb.metadata = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
     return nb
-
-
-def _plain(output: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    return nbformat.v4.new_output("stream", name="stdout", text=output.text)
 
 
 def store_answers(path: Path, timeout: int = 600) -> None:
