@@ -1,4 +1,4 @@
-"""VGG16 with BatchNorm for CIFAR-10 (32x32 images). Taught in 01_vgg16_cifar10.
+"""VGG16 with BatchNorm for CIFAR-10 (32x32 images). Taught in lesson 01.
 
 The feature extractor is built from a config list, as in torchvision's ``vgg.py``: an int is a
 3x3 conv (+BatchNorm) + ReLU with that many output channels, ``"M"`` is a 2x2 max-pool. Five
@@ -72,7 +72,8 @@ class VGG(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.in_channels or not (32 <= x.shape[-2] < 64 and 32 <= x.shape[-1] < 64):
+        fits = x.ndim == 4 and x.shape[1] == self.in_channels and x.shape[-2] // 32 == x.shape[-1] // 32 == 1
+        if not fits:
             raise ValueError(f"VGG expects images of shape (N, {self.in_channels}, 32, 32) (CIFAR-10 size: "
                              f"five 2x2 max-pools must leave a 1x1 map), got {tuple(x.shape)}")
         x = self.features(x)  # (N, 512, 1, 1)
