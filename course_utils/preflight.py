@@ -12,6 +12,7 @@ import hashlib
 import importlib.metadata
 import os
 import platform
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -161,16 +162,13 @@ def check_voc2012(root: Path) -> Finding:
     return Finding("VOC 2012", True, f"{detail} ({base})")
 
 
-def check_openmp() -> Finding:
+def check_openmp(maps: Path = Path("/proc/self/maps")) -> Finding:
     """Two OpenMP runtimes in one process (e.g. conda's MKL next to pip's torch) crash or slow down."""
-    maps = Path("/proc/self/maps")
     if not maps.exists():
         return Finding("OpenMP", True, "not checked on this OS")
-    names = {Path(line.split()[-1]).name.split(".so")[0] for line in maps.read_text().splitlines()
-             if ".so" in line and any(k in line for k in ("libiomp", "libgomp", "libomp"))}
-    runtimes = {n for n in names if n in ("libiomp5", "libgomp", "libomp")} or names
-    ok = len(runtimes) <= 1
-    return Finding("OpenMP", ok, f"runtimes loaded: {', '.join(sorted(runtimes)) or 'none'}",
+    # wheels bundle renamed copies (libgomp-a34b3233.so.1): count runtime families, not files
+    families = set(re.findall(r"/(libiomp5|libgomp|libomp)[-.][^/\s]*$", maps.read_text(), flags=re.M))
+    return Finding("OpenMP", len(families) <= 1, f"runtimes loaded: {', '.join(sorted(families)) or 'none'}",
                    "install torch and numpy from one source (all pip, or all conda); "
                    "do not paper over it with KMP_DUPLICATE_LIB_OK")
 

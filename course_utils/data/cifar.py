@@ -1,0 +1,166 @@
+"""CIFAR-10: datasets, transforms and loaders for the classification lessons (VGG16, ResNet-50).
+
+Real data is torchvision's ``CIFAR10``, unchanged, under ``runtime.data_root()``. The ``ci``
+profile reads a small synthetic set in the same on-disk format with the same torchvision code
+(``SyntheticCIFAR10``). Missing data raises with directions; it never falls back to synthetic.
+
+Batches are ``images (N, 3, 32, 32)`` float32, normalised, and ``labels (N,)`` int64.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+from pathlib import Path
+
+import torch
+import torchvision
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision.transforms import v2
+
+from course_utils import runtime
+from course_utils.data import synthetic
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+MEAN = (0.4914, 0.4822, 0.4465)  # per-channel mean of the 50,000 training images
+STD = (0.2470, 0.2435, 0.2616)  # per-channel std of the same
+URL = torchvision.datasets.CIFAR10.url  # https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz
+FOLDER = torchvision.datasets.CIFAR10.base_folder  # "cifar-10-batches-py"
+
+
+class SyntheticCIFAR10(torchvision.datasets.CIFAR10):
+    """torchvision's ``CIFAR10`` reading the synthetic set written by ``synthetic.write_cifar10``.
+
+    Only the expected md5s differ: ``train_list``, ``test_list`` and ``meta`` take them from the
+    ``checksums.md5`` that the generator computed from the files it had just written. They cannot
+    be hard-coded, because pickle bytes change with the numpy version. Everything else, including
+    torchvision's integrity check and ``_load_meta``, runs unchanged, so a corrupted file is
+    refused exactly as with the real data.
+    """
+
+    def __init__(self, root: str | Path, train: bool = True, transform=None, target_transform=None):
+        md5 = synthetic.read_checksums(Path(root) / self.base_folder)
+        # Instance attributes shadow the class's real-CIFAR md5s; "missing" never matches.
+        self.train_list = [[name, md5.get(name, "missing")] for name, _ in self.train_list]
+        self.test_list = [[name, md5.get(name, "missing")] for name, _ in self.test_list]
+        self.meta = {**self.meta, "md5": md5.get(self.meta["filename"], "missing")}
+        super().__init__(root, train=train, transform=transform,
+                         target_transform=target_transform, download=False)
+
+    def download(self) -> None:
+        raise RuntimeError("The synthetic CIFAR-10 is generated, not downloaded: "
+                           "use synthetic.write_cifar10(root) or synthetic.ensure_cifar10().")
+
+
+def train_transform() -> v2.Compose:
+    """Standard CIFAR augmentation: pad-4 random crop and horizontal flip, then normalise."""
+    return v2.Compose([
+        v2.RandomCrop(32, padding=4),
+        v2.RandomHorizontalFlip(),
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),  # uint8 0..255 -> float 0..1
+        v2.Normalize(MEAN, STD),
+        v2.ToPureTensor(),
+    ])
+
+
+def eval_transform() -> v2.Compose:
+    """No augmentation: to a normalised float tensor (3, 32, 32)."""
+    return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                       v2.Normalize(MEAN, STD), v2.ToPureTensor()])
+
+
+def _how_to_get(root: Path) -> str:
+    return (f"Download it once, with internet: `from course_utils.data import cifar; "
+            f"cifar.download({str(root)!r})` (fetches {URL}, ~170 MB, md5-checked), "
+            f"or set COURSE_PROFILE=ci to use the small synthetic stand-in.")
+
+
+def _open_real(root: Path, train: bool, transform, download: bool) -> torchvision.datasets.CIFAR10:
+    """torchvision's CIFAR10, with its errors turned into directions."""
+    try:
+        return torchvision.datasets.CIFAR10(root, train=train, transform=transform, download=download)
+    except (urllib.error.URLError, OSError, RuntimeError) as error:
+        # URLError/OSError: no internet, host down, disk full; RuntimeError: an md5 mismatch
+        # (of the downloaded archive) or torchvision's "Dataset not found or corrupted".
+        if download:
+            message = f"Could not download CIFAR-10 into {root} ({error}). "
+            raise RuntimeError(message + _how_to_get(root)) from None
+        state = "is incomplete or corrupted (md5 mismatch)" if (root / FOLDER).exists() else "not found"
+        message = f"CIFAR-10 {state} under {root / FOLDER}. "
+        raise FileNotFoundError(message + _how_to_get(root)) from None
+
+
+def download(root: str | Path | None = None) -> Path:
+    """Download and verify the real CIFAR-10 into ``root`` (default ``runtime.data_root()``)."""
+    root = Path(root) if root is not None else runtime.data_root()
+    _open_real(root, train=True, transform=None, download=True)
+    return root / FOLDER
+
+
+def subset(dataset: Dataset, size: int | None, seed: int = 0) -> Dataset:
+    """A fixed random ``Subset`` of ``size`` items (the same every run), or the whole dataset."""
+    if size is None or size >= len(dataset):
+        return dataset
+    indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:size]
+    return Subset(dataset, indices.sort().values.tolist())
+
+
+def datasets(profile: runtime.Profile, root: str | Path | None = None,
+             download: bool = True) -> tuple[Dataset, Dataset]:
+    """(train, test) CIFAR-10 datasets for this profile, with transforms and subsets applied.
+
+    ``profile.synthetic``: the synthetic set (root default ``synthetic.synthetic_root()``, written
+    on first use there). Otherwise the real set under ``root`` (default ``runtime.data_root()``),
+    downloaded when missing if ``download``.
+    """
+    if profile.synthetic:
+        if root is None:
+            root = synthetic.ensure_cifar10()
+        root = Path(root)
+        try:
+            train = SyntheticCIFAR10(root, train=True, transform=train_transform())
+            test = SyntheticCIFAR10(root, train=False, transform=eval_transform())
+        except (RuntimeError, FileNotFoundError) as error:
+            raise FileNotFoundError(
+                f"No usable synthetic CIFAR-10 under {root / FOLDER} ({error}). Delete that folder; "
+                f"synthetic.write_cifar10({str(root)!r}) writes it again.") from None
+    else:
+        root = Path(root) if root is not None else runtime.data_root()
+        train = _open_real(root, train=True, transform=train_transform(), download=download)
+        test = _open_real(root, train=False, transform=eval_transform(), download=False)
+    return subset(train, profile.train_subset), subset(test, profile.eval_subset)
+
+
+def size_text(dataset: Dataset) -> str:
+    """Item count for the summary line: '1,024 of 50,000' for a subset, '10,000' otherwise."""
+    full = dataset.dataset if isinstance(dataset, Subset) else dataset
+    return f"{len(dataset):,}" + (f" of {len(full):,}" if len(full) != len(dataset) else "")
+
+
+def make_loaders(train: Dataset, test: Dataset, profile: runtime.Profile,
+                 seed: int = 0) -> tuple[DataLoader, DataLoader]:
+    """(train_loader, test_loader): the training one shuffles (seeded) and drops the last batch.
+
+    ``drop_last``: BatchNorm cannot train on a batch of one. Also used by ``voc.loaders``.
+    """
+    if len(train) < profile.batch_size:
+        raise ValueError(f"The training set has {len(train)} images, fewer than one batch of "
+                         f"{profile.batch_size}; lower batch_size or raise train_subset.")
+    common = dict(batch_size=profile.batch_size, num_workers=profile.num_workers,
+                  pin_memory=torch.cuda.is_available(), persistent_workers=profile.num_workers > 0)
+    train_loader = DataLoader(train, shuffle=True, drop_last=True,
+                              generator=torch.Generator().manual_seed(seed), **common)
+    return train_loader, DataLoader(test, shuffle=False, **common)
+
+
+def loaders(profile: runtime.Profile, root: str | Path | None = None, download: bool = True,
+            seed: int = 0) -> tuple[DataLoader, DataLoader]:
+    """(train_loader, test_loader) for this profile; prints one line saying which data is used."""
+    train, test = datasets(profile, root=root, download=download)
+    train_loader, test_loader = make_loaders(train, test, profile, seed=seed)
+    full = train.dataset if isinstance(train, Subset) else train
+    kind = "synthetic stand-in" if profile.synthetic else "real"
+    print(f"CIFAR-10 ({kind}): {size_text(train)} train / {size_text(test)} test images "
+          f"from {Path(full.root) / FOLDER}")
+    return train_loader, test_loader

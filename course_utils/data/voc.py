@@ -1,0 +1,247 @@
+"""Pascal VOC 2012 semantic segmentation: dataset, joint transforms, loaders, download.
+
+Images and masks go through ONE joint ``transforms.v2`` pipeline as ``tv_tensors.Image`` and
+``tv_tensors.Mask``, so a random crop or flip hits both alike, masks are resized nearest (no
+invented classes) and every pad fills masks with 255 (void, ignored by the loss and metrics).
+The ``ci`` profile reads a small synthetic tree in the real layout with the same code.
+
+Batches are ``images (N, 3, H, W)`` float32, normalised, and ``masks (N, H, W)`` int64 holding
+0..20 and 255 = ignore.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision import tv_tensors
+from torchvision.datasets.utils import extract_archive
+from torchvision.transforms import v2
+from tqdm.auto import tqdm
+
+from course_utils import runtime
+from course_utils.data import synthetic
+from course_utils.data.cifar import make_loaders, size_text, subset
+
+VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
+               "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
+               "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+NUM_CLASSES = 21
+IGNORE_INDEX = 255  # "void": object borders and hard pixels; never counted
+MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics (pretrained encoders expect them)
+STD = (0.229, 0.224, 0.225)
+FOLDER = Path("VOCdevkit", "VOC2012")
+TAR_NAME = "VOCtrainval_11-May-2012.tar"  # ~2 GB; torchvision fetches it from the Oxford host
+TAR_MD5 = "6cd6e144f989b92b3379bac3b3de84fd"
+MIRROR_URL = "http://d2l-data.s3-accelerate.amazonaws.com/VOCtrainval_11-May-2012.tar"  # d2l's copy
+MIRROR_SHA1 = "4e443f8a2eca6b1dac8a6c57641b67dd40621a49"
+FILL = {tv_tensors.Mask: IGNORE_INDEX, "others": 0}  # every pad: masks 255 (ignored), images 0
+DTYPES = {tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64, "others": None}
+
+
+def _voc_colormap(n: int = 256) -> torch.Tensor:
+    """The standard VOC colour map (n, 3) uint8: bits of the index spread over R, G, B."""
+    index = torch.arange(n)
+    cmap = torch.zeros(n, 3, dtype=torch.int64)
+    for j in range(8):  # 8 rounds of 3 bits: bit 3j+c goes to bit 7-j of channel c
+        for channel in range(3):
+            cmap[:, channel] |= ((index >> (3 * j + channel)) & 1) << (7 - j)
+    return cmap.to(torch.uint8)
+
+
+VOC_PALETTE = _voc_colormap()  # (256, 3): 0 black, 1 (128, 0, 0), ..., 255 (224, 224, 192)
+
+
+def _load_mask(path: str | Path) -> torch.Tensor:
+    """A VOC mask (H, W) uint8, validated: palette or greyscale, values 0..20 or 255."""
+    with Image.open(path) as png:
+        if png.mode not in ("P", "L"):
+            raise ValueError(
+                f"{path}: mask has PIL mode {png.mode!r}; expected a palette ('P') or greyscale "
+                f"('L') PNG whose pixel values are class indices 0..20 (255 = void). A mask saved "
+                f"as RGB holds colours, not classes: save it as a palette PNG instead.")
+        mask = torch.from_numpy(np.array(png))  # (H, W) uint8 class indices
+    bad = (mask >= NUM_CLASSES) & (mask != IGNORE_INDEX)
+    if bad.any():
+        values = torch.unique(mask[bad]).tolist()
+        raise ValueError(f"{path}: mask holds values {values[:10]} outside 0..{NUM_CLASSES - 1} "
+                         f"and {IGNORE_INDEX} (void); it is not a VOC class-index mask.")
+    return mask
+
+
+def read_mask(path: str | Path) -> torch.Tensor:
+    """Read and validate one VOC mask: LongTensor (H, W) with 0..20 and 255 = void."""
+    return _load_mask(path).long()
+
+
+class VOCSegmentationV2(torchvision.datasets.VOCSegmentation):
+    """torchvision's ``VOCSegmentation`` returning ``(tv_tensors.Image, tv_tensors.Mask)``.
+
+    Pass ONE joint ``transforms=`` (``train_transforms``/``eval_transforms``): wrapped as
+    tv_tensors, the mask gets the image's crop and flip, nearest resizing and 255 padding.
+    Each mask is validated as it is read, so an RGB-saved mask fails naming its file; that check
+    is why we wrap in tv_tensors here instead of calling ``wrap_dataset_for_transforms_v2``.
+    """
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        image = tv_tensors.Image(Image.open(self.images[index]).convert("RGB"))  # (3, H, W) uint8
+        mask = tv_tensors.Mask(_load_mask(self.masks[index]))  # (H, W) uint8
+        if self.transforms is not None:
+            image, mask = self.transforms(image, mask)
+        return image, mask
+
+
+class PadTo(v2.Transform):
+    """Pad the bottom and right up to ``size x size``: images with 0, masks with 255 (ignored).
+
+    Our own, because v2 has no deterministic pad-to-size: ``RandomCrop(pad_if_needed=True)``
+    pads both sides and then crops at a random place, and ``CenterCrop`` pads masks with 0.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = v2.query_size(flat_inputs)
+        return {"padding": [0, 0, max(self.size - width, 0), max(self.size - height, 0)]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        fill = IGNORE_INDEX if isinstance(inpt, tv_tensors.Mask) else 0
+        return v2.functional.pad(inpt, params["padding"], fill=fill)
+
+
+def train_transforms(size: int) -> v2.Compose:
+    """Random scale, random ``size x size`` crop (padded with 255 where needed), flip, normalise."""
+    return v2.Compose([
+        v2.RandomResize(size // 2, 2 * size),  # shorter side in [size/2, 2 size): scale jitter
+        v2.RandomCrop(size, pad_if_needed=True, fill=FILL),
+        v2.RandomHorizontalFlip(),
+        v2.ToDtype(DTYPES, scale=True),  # image uint8 -> float 0..1; mask -> int64, not scaled
+        v2.Normalize(MEAN, STD),  # images only
+        v2.ToPureTensor(),
+    ])
+
+
+def eval_transforms(size: int) -> v2.Compose:
+    """Longer side to ``size`` (aspect kept), then pad to ``size x size`` with mask 255.
+
+    Every real pixel is evaluated, undistorted; the padding is ignored; batches stack.
+    """
+    return v2.Compose([
+        v2.Resize(size=None, max_size=size),  # masks: nearest (interpolating labels invents classes)
+        PadTo(size),
+        v2.ToDtype(DTYPES, scale=True),
+        v2.Normalize(MEAN, STD),
+        v2.ToPureTensor(),
+    ])
+
+
+# -------------------------------------------------------------------------------------- download
+def _fetch(url: str, dest: Path, sha1: str) -> None:
+    """Stream ``url`` to ``dest`` with a progress bar and check its sha1; no partial file stays."""
+    part = dest.with_name(dest.name + ".part")
+    digest = hashlib.sha1(usedforsecurity=False)
+    request = urllib.request.Request(url, headers={"User-Agent": "course-utils"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response, open(part, "wb") as f, \
+                tqdm(total=response.length, unit="B", unit_scale=True, desc=dest.name) as bar:
+            while chunk := response.read(1 << 20):
+                f.write(chunk)
+                digest.update(chunk)
+                bar.update(len(chunk))
+        if digest.hexdigest() != sha1:
+            raise RuntimeError(f"{url} arrived with sha1 {digest.hexdigest()}, expected {sha1}: "
+                               f"the download is corrupt; run voc.download() again.")
+        os.replace(part, dest)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def download(root: str | Path | None = None) -> Path:
+    """Download and extract VOC 2012 trainval (2 GB) into ``root`` (default ``runtime.data_root()``).
+
+    First torchvision's download from the Oxford host (md5-checked); when that fails, d2l's
+    mirror of the same tar (sha1-checked). Returns ``root/VOCdevkit/VOC2012``.
+    """
+    root = Path(root) if root is not None else runtime.data_root()
+    if (root / FOLDER / "ImageSets" / "Segmentation" / "val.txt").is_file():
+        return root / FOLDER
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        torchvision.datasets.VOCSegmentation(root, year="2012", image_set="train", download=True)
+    except (urllib.error.URLError, OSError, RuntimeError) as error:
+        print(f"Download from the Oxford host failed ({error}); trying the mirror {MIRROR_URL}")
+        try:
+            _fetch(MIRROR_URL, root / TAR_NAME, MIRROR_SHA1)
+            extract_archive(root / TAR_NAME, root)
+        except (urllib.error.URLError, OSError, RuntimeError) as mirror_error:
+            raise RuntimeError(
+                f"Could not download VOC 2012 ({mirror_error}). With internet, run voc.download() "
+                f"again, or put {TAR_NAME} (2 GB, md5 {TAR_MD5}) into {root} by hand and run it: "
+                f"it verifies and extracts the file. Or set COURSE_PROFILE=ci for the synthetic "
+                f"set.") from None
+    if not (root / FOLDER).is_dir():
+        raise RuntimeError(f"The VOC 2012 tar was extracted but {root / FOLDER} is missing.")
+    return root / FOLDER
+
+
+_download = download  # datasets() has a `download` flag that hides the function's name
+
+
+# ---------------------------------------------------------------------------- datasets, loaders
+def _require(root: Path, image_set: str, synthetic_data: bool) -> None:
+    """Raise with directions when the split list of ``image_set`` is missing under ``root``."""
+    if (root / FOLDER / "ImageSets" / "Segmentation" / f"{image_set}.txt").is_file():
+        return
+    if synthetic_data:
+        fix = f"write it with synthetic.write_voc2012({str(root)!r}), or leave root=None"
+    else:
+        fix = "run voc.download() (2 GB) or set COURSE_PROFILE=ci for the synthetic set"
+    raise FileNotFoundError(f"VOC 2012 not found under {root / FOLDER}; {fix}.")
+
+
+def datasets(profile: runtime.Profile, root: str | Path | None = None, download: bool = False,
+             train_set: str = "train") -> tuple[Dataset, Dataset]:
+    """(train, val) VOC 2012 segmentation datasets for this profile, transforms and subsets applied.
+
+    ``train_set``: "train" (1,464 images, the default for reported results) or "trainval".
+    ``profile.synthetic``: the synthetic tree (root default ``synthetic.synthetic_root()``,
+    written there on first use). Otherwise real data under ``root`` (default
+    ``runtime.data_root()``), downloaded first if ``download``.
+    """
+    if train_set not in ("train", "trainval"):
+        raise ValueError(f"train_set={train_set!r}: use 'train' (1,464 images) or 'trainval'.")
+    if profile.synthetic:
+        root = synthetic.ensure_voc2012() if root is None else Path(root)
+    else:
+        root = Path(root) if root is not None else runtime.data_root()
+        if download:
+            _download(root)
+    for image_set in (train_set, "val"):
+        _require(root, image_set, profile.synthetic)
+    size = profile.image_size
+    train = VOCSegmentationV2(root, year="2012", image_set=train_set, transforms=train_transforms(size))
+    val = VOCSegmentationV2(root, year="2012", image_set="val", transforms=eval_transforms(size))
+    return subset(train, profile.train_subset), subset(val, profile.eval_subset)
+
+
+def loaders(profile: runtime.Profile, root: str | Path | None = None, download: bool = False,
+            train_set: str = "train", seed: int = 0) -> tuple[DataLoader, DataLoader]:
+    """(train_loader, val_loader) for this profile; prints one line saying which data is used."""
+    train, val = datasets(profile, root=root, download=download, train_set=train_set)
+    train_loader, val_loader = make_loaders(train, val, profile, seed=seed)
+    full = train.dataset if isinstance(train, Subset) else train
+    kind = "synthetic stand-in" if profile.synthetic else "real"
+    print(f"VOC 2012 ({kind}): {size_text(train)} {train_set} / {size_text(val)} val images, "
+          f"{profile.image_size}x{profile.image_size} crops, from {Path(full.root) / FOLDER}")
+    return train_loader, val_loader
