@@ -1,0 +1,57 @@
+"""measure: multiply-adds counted exactly, steps timed for real, memory reported."""
+
+import torch
+from torch import nn
+
+from course_utils import measure
+
+
+def test_count_macs_of_a_conv_is_exact():
+    conv = nn.Conv2d(3, 8, kernel_size=3, padding=1)
+    assert measure.count_macs(conv, (1, 3, 10, 10)) == 8 * 10 * 10 * 3 * 3 * 3
+
+
+def test_count_macs_adds_layers_and_scales_with_batch():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 5), nn.ReLU(), nn.Linear(5, 2))
+    assert measure.count_macs(model, (1, 3, 2, 2)) == 12 * 5 + 5 * 2
+    assert measure.count_macs(model, (4, 3, 2, 2)) == 4 * (12 * 5 + 5 * 2)
+
+
+def test_count_macs_restores_training_mode():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout())
+    model.train()
+    measure.count_macs(model, (1, 4))
+    assert model.training
+
+
+def test_vgg16_macs_match_the_known_figure():
+    from course_utils.models import vgg
+
+    assert round(measure.count_macs(vgg.vgg16(), (1, 3, 32, 32)) / 1e6) == 313  # ~0.31 GMACs at 32x32
+
+
+def test_time_step_trains_and_times():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    before = [p.detach().clone() for p in model.parameters()]
+    timing = measure.time_step(model, (4, 3, 8, 8), "cpu", steps=2, warmup=1)
+    assert timing.seconds > 0 and timing.images_per_second > 0
+    assert abs(timing.images_per_second * timing.seconds - 4) < 1e-6
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), "no optimizer step ran"
+
+
+def test_time_forward_only_leaves_weights_alone():
+    model = nn.Sequential(nn.Conv2d(3, 2, 1))
+    before = [p.detach().clone() for p in model.parameters()]
+    measure.time_step(model, (2, 3, 4, 4), "cpu", train=False, steps=2, warmup=0)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_segmentation_step_uses_mask_targets():
+    model = nn.Conv2d(3, 5, 1)
+    timing = measure.time_step(model, (2, 3, 6, 6), "cpu", num_classes=5, target_shape=(2, 6, 6), steps=1, warmup=0)
+    assert timing.seconds > 0
+
+
+def test_peak_memory_on_cpu_is_the_process_rss():
+    assert 10 < measure.peak_memory_mib("cpu") < 1e6
