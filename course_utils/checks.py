@@ -43,19 +43,31 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
 def check_param_count(model: nn.Module, expected: int, trainable_only: bool = False) -> None:
     """PASS when the model has exactly ``expected`` parameters."""
     what = "trainable parameters" if trainable_only else "parameters"
+    if not isinstance(model, nn.Module):
+        _verdict(False, "", f"{type(model).__name__}", f"an nn.Module with {expected:,} {what}")
+        return
     got = count_params(model, trainable_only)
     _verdict(got == expected, f"{expected:,} {what}", f"{got:,} {what}", f"{expected:,} {what}")
 
 
 def check_equal(got: object, expected: object, name: str = "value") -> None:
     """PASS when two plain values (ints, strings, tuples of them) are equal."""
-    _verdict(got == expected, f"{name} {expected!r}", f"{name} {got!r}", f"{name} {expected!r}")
+    try:
+        ok = bool(got == expected)
+    except Exception:  # e.g. an array: its == is elementwise
+        ok = False
+    _verdict(ok, f"{name} {expected!r}", f"{name} {got!r}", f"{name} {expected!r}")
 
 
 def check_close(actual: torch.Tensor, expected: torch.Tensor, name: str = "values",
                 atol: float = 1e-4, rtol: float = 1e-4) -> None:
     """PASS when two tensors have the same shape and values within tolerance (floats never printed)."""
-    actual, expected = torch.as_tensor(actual), torch.as_tensor(expected)
+    expected = torch.as_tensor(expected)
+    try:
+        actual = torch.as_tensor(actual)
+    except Exception:  # e.g. a stub returned None
+        _verdict(False, "", f"{name} of type {type(actual).__name__}", f"a tensor of shape {tuple(expected.shape)}")
+        return
     if actual.shape != expected.shape:
         _verdict(False, "", f"{name} of shape {tuple(actual.shape)}", f"shape {tuple(expected.shape)}")
         return
@@ -79,7 +91,8 @@ def check_same_as(mine: nn.Module, reference: nn.Module, input_shape: Sequence[i
         try:
             message = _compare(mine, reference, input_shape, seed, atol)
         except Exception as error:  # a broken model is a FAIL, never a stack trace
-            message = f"FAIL got an error ({type(error).__name__}: {error}) expected the reference's output"
+            text = " ".join(str(error).split())  # one line, whatever the message holds
+            message = f"FAIL got an error ({type(error).__name__}: {text}) expected the reference's output"
     print(message, flush=True)
 
 
@@ -101,6 +114,7 @@ def _compare(mine: nn.Module, reference: nn.Module, input_shape, seed: int, atol
     if input_shape is None:
         return f"PASS same parameters as reference ({sum(p.numel() for p in ours):,})"
     with torch.no_grad():
+        _randomize_norms(reference, seed)  # a fresh BatchNorm is the identity in eval(): order would not matter
         for p, q in zip(ours + our_buffers, theirs + their_buffers):
             p.copy_(q)
         generator = torch.Generator().manual_seed(seed)
@@ -113,3 +127,15 @@ def _compare(mine: nn.Module, reference: nn.Module, input_shape, seed: int, atol
     if not torch.allclose(got, expected, atol=atol, rtol=1e-3):
         return "FAIL got different outputs expected the reference's output for the same weights and input"
     return "PASS same parameters and output as reference"
+
+
+def _randomize_norms(model: nn.Module, seed: int) -> None:
+    """Give every BatchNorm seeded scale, shift and statistics near 1 and 0 (as after training)."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._NormBase):
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                tensor = getattr(module, name, None)
+                if tensor is not None:
+                    draw = torch.rand(tensor.shape, generator=generator)
+                    tensor.copy_(draw + 0.5 if name in ("weight", "running_var") else draw - 0.5)

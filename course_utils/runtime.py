@@ -103,14 +103,14 @@ def get_profile(name: str | None = None, *, verbose: bool = True, **adjust: dict
     """
     chosen = name or os.environ.get(PROFILE_ENV, "").strip().lower() or auto_profile_name()
     profile = default_profile(chosen)
-    for key in adjust:
+    fields = {f.name for f in dataclasses.fields(Profile)}
+    for key, changes in adjust.items():  # check every profile's changes, not only the one running
         if key not in PROFILE_NAMES:
             raise ValueError(f"get_profile(): unknown profile {key!r} in adjustments; use {PROFILE_NAMES}.")
+        unknown = sorted(set(changes or {}) - fields)
+        if unknown:
+            raise ValueError(f"get_profile(): {unknown} in {key}={{...}} are not Profile fields; known: {sorted(fields)}.")
     changes = adjust.get(profile.name) or {}
-    fields = {f.name for f in dataclasses.fields(Profile)}
-    unknown = sorted(set(changes) - fields)
-    if unknown:
-        raise ValueError(f"get_profile(): {unknown} are not Profile fields; known: {sorted(fields)}.")
     profile = dataclasses.replace(profile, **changes)
     if verbose:
         print(banner(profile))

@@ -1,0 +1,217 @@
+"""Tests for course_utils.runtime: profile choice, banner, folders, seeds, workers, the Colab hint."""
+
+import dataclasses
+import platform
+import random
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from course_utils import runtime
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """No course variables (CI sets COURSE_PROFILE=ci), no GPU, Linux, not in Colab."""
+    for name in (runtime.PROFILE_ENV, runtime.DATA_ENV, runtime.CHECKPOINT_ENV):
+        monkeypatch.delenv(name, raising=False)
+    set_devices(monkeypatch, cuda=False, mps=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+
+
+def set_devices(monkeypatch, cuda: bool, mps: bool = False):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+
+
+def test_auto_profile_is_quick_on_cpu(capsys):
+    assert runtime.get_profile().name == "quick"
+
+
+def test_auto_profile_is_full_when_cuda_is_reported(monkeypatch, capsys):
+    set_devices(monkeypatch, cuda=True)
+    assert runtime.pick_device().type == "cuda"
+    assert runtime.get_profile().name == "full"
+
+
+def test_auto_profile_is_quick_on_mps_but_uses_mps(monkeypatch, capsys):
+    set_devices(monkeypatch, cuda=False, mps=True)
+    assert runtime.pick_device().type == "mps"
+    assert runtime.get_profile().name == "quick"
+
+
+@pytest.mark.parametrize("value, expected", [("ci", "ci"), ("full", "full"), (" Quick ", "quick")])
+def test_course_profile_overrides_automatic_choice(monkeypatch, capsys, value, expected):
+    set_devices(monkeypatch, cuda=True)  # automatic would say full
+    monkeypatch.setenv(runtime.PROFILE_ENV, value)
+    assert runtime.get_profile().name == expected
+
+
+def test_name_argument_overrides_course_profile(monkeypatch, capsys):
+    monkeypatch.setenv(runtime.PROFILE_ENV, "ci")
+    assert runtime.get_profile("quick").name == "quick"
+
+
+@pytest.mark.parametrize("how", ["env", "argument"])
+def test_unknown_profile_raises_naming_valid_ones(monkeypatch, how):
+    if how == "env":
+        monkeypatch.setenv(runtime.PROFILE_ENV, "fast")
+    with pytest.raises(ValueError, match="fast") as error:
+        runtime.get_profile("fast" if how == "argument" else None, verbose=False)
+    assert all(name in str(error.value) for name in ("full", "quick", "ci"))
+
+
+def test_profiles_are_frozen_and_ci_is_synthetic():
+    ci = runtime.default_profile("ci")
+    assert ci.synthetic and ci.width_div > 1 and ci.num_workers == 0
+    assert not runtime.default_profile("quick").synthetic
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ci.epochs = 100
+
+
+def test_banner_says_profile_device_data_and_versions(capsys):
+    runtime.get_profile("quick")
+    line = capsys.readouterr().out.strip()
+    assert "\n" not in line  # one line
+    for part in ("Profile: quick", "device: cpu", f"real datasets under {runtime.data_root()}",
+                 f"torch {torch.__version__}", f"torchvision {torchvision.__version__}",
+                 f"Python {platform.python_version()}"):
+        assert part in line
+
+
+def test_banner_says_synthetic_for_ci_and_cuda_device(monkeypatch):
+    set_devices(monkeypatch, cuda=True)
+    line = runtime.banner(runtime.default_profile("ci"))
+    assert "Profile: ci" in line and "device: cuda" in line and "synthetic" in line
+
+
+def test_get_profile_quiet_prints_nothing(capsys):
+    runtime.get_profile("quick", verbose=False)
+    assert capsys.readouterr().out == ""
+
+
+def test_adjustments_apply_only_to_their_profile():
+    adjust = {"quick": {"epochs": 3, "train_subset": 64}, "ci": {"batch_size": 4}}
+    quick = runtime.get_profile("quick", verbose=False, **adjust)
+    assert (quick.epochs, quick.train_subset, quick.batch_size) == (3, 64, 32)
+    ci = runtime.get_profile("ci", verbose=False, **adjust)
+    assert (ci.epochs, ci.batch_size) == (runtime.default_profile("ci").epochs, 4)
+    full = runtime.get_profile("full", verbose=False, **adjust)
+    assert full == runtime.default_profile("full")
+
+
+def test_adjustment_with_unknown_field_raises():
+    with pytest.raises(ValueError, match="epoch"):
+        runtime.get_profile("quick", verbose=False, quick={"epoch": 3})
+
+
+def test_adjustment_for_unknown_profile_raises():
+    with pytest.raises(ValueError, match="fast"):
+        runtime.get_profile("quick", verbose=False, fast={"epochs": 3})
+
+
+def test_adjustment_with_unknown_field_raises_in_every_profile():
+    with pytest.raises(ValueError, match="epoch"):
+        runtime.get_profile("ci", verbose=False, quick={"epoch": 3})
+
+
+def test_data_root_honours_course_data(monkeypatch, tmp_path):
+    monkeypatch.setenv(runtime.DATA_ENV, str(tmp_path / "datasets"))
+    assert runtime.data_root() == tmp_path / "datasets"
+
+
+def test_data_root_is_never_the_working_directory(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # nbval runs notebooks with notebooks/ as working directory
+    root = runtime.data_root()
+    assert root.is_absolute() and root != Path.cwd()
+    assert root == Path(runtime.__file__).resolve().parents[1] / "data"
+
+
+def test_checkpoint_dir_ends_in_profile_name(monkeypatch, tmp_path):
+    quick, ci = runtime.default_profile("quick"), runtime.default_profile("ci")
+    assert runtime.checkpoint_dir(quick).name == "quick"
+    assert runtime.checkpoint_dir(ci) != runtime.checkpoint_dir(quick)  # ci never satisfies quick
+    assert runtime.checkpoint_dir(ci).is_absolute()
+    monkeypatch.setenv(runtime.CHECKPOINT_ENV, str(tmp_path))
+    assert runtime.checkpoint_dir(ci) == tmp_path / "ci"
+
+
+def draws():
+    return random.random(), float(np.random.rand()), torch.rand(3).tolist()
+
+
+def test_seed_everything_repeats_python_numpy_and_torch():
+    runtime.seed_everything(123)
+    first = draws()
+    runtime.seed_everything(123)
+    assert draws() == first
+    runtime.seed_everything(124)
+    assert all(a != b for a, b in zip(draws(), first))
+
+
+@pytest.fixture
+def restore_determinism():
+    before = (torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark)
+    yield
+    torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+    torch.backends.cudnn.benchmark = before[2]
+
+
+def test_seed_everything_leaves_deterministic_mode_alone_by_default(restore_determinism):
+    torch.use_deterministic_algorithms(False)
+    runtime.seed_everything(0)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+@pytest.mark.parametrize("cuda, warn_only", [(False, False), (True, True)])
+def test_seed_everything_deterministic_warns_only_on_cuda(monkeypatch, restore_determinism, cuda, warn_only):
+    set_devices(monkeypatch, cuda=cuda)
+    runtime.seed_everything(0, deterministic=True)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.is_deterministic_algorithms_warn_only_enabled() == warn_only
+
+
+@pytest.mark.parametrize("platform_name", ["win32", "darwin"])
+@pytest.mark.parametrize("name", ["full", "quick", "ci"])
+def test_num_workers_is_zero_on_windows_and_macos(monkeypatch, platform_name, name):
+    monkeypatch.setattr(sys, "platform", platform_name)
+    assert runtime.default_profile(name).num_workers == 0
+
+
+def test_num_workers_on_linux(monkeypatch):
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 8)
+    assert runtime.default_profile("ci").num_workers == 0
+    assert runtime.default_profile("quick").num_workers == 2
+    assert runtime.default_profile("full").num_workers == 4
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 1)
+    assert runtime.default_profile("full").num_workers == 0  # leave the only core to the main process
+
+
+def test_colab_without_gpu_prints_runtime_hint(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    runtime.get_profile()
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("Profile: quick")
+    assert "GPU" in lines[1] and "Change runtime type" in lines[1]
+
+
+def test_colab_with_gpu_prints_no_hint(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    set_devices(monkeypatch, cuda=True)
+    runtime.get_profile()
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1
+
+
+def test_no_hint_for_quick_on_a_laptop_but_warning_for_full_on_cpu(capsys):
+    runtime.get_profile("quick")
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1
+    runtime.get_profile("full")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and "COURSE_PROFILE=quick" in lines[1]
