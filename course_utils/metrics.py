@@ -46,14 +46,15 @@ def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: in
     n = num_classes
     preds = preds.reshape(-1).long()  # long: n * target overflows uint8 masks
     targets = targets.reshape(-1).long().to(preds.device)
-    keep = (targets >= 0) & (targets < n)  # drops 255 = ignore
-    preds, targets = preds[keep], targets[keep]
+    valid = (targets >= 0) & (targets < n)  # 255 = ignore is not valid
     if preds.numel() > 0:
-        low, high = torch.aminmax(preds)
+        low, high = torch.aminmax(torch.where(valid, preds, 0))
         if bool((low < 0) | (high >= n)):  # one sync; bincount syncs anyway
             raise ValueError(f"confusion_matrix(): preds hold values in {int(low)}..{int(high)}, "
                              f"outside 0..{n - 1}; does the model output num_classes={n} channels?")
-    counts = torch.bincount(n * targets + preds, minlength=n * n)  # the one pass over all pixels
+    # Ignored pixels go to one extra bin that is dropped: cheaper than compacting with a mask.
+    index = torch.where(valid, n * targets + preds, n * n)
+    counts = torch.bincount(index, minlength=n * n + 1)[: n * n]  # the one pass over all pixels
     return counts.reshape(n, n)
 
 
