@@ -152,10 +152,20 @@ def repo_root() -> Path | None:
     return root if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir() else None
 
 
+def _from_env(variable: str) -> Path | None:
+    """A folder named by an environment variable; a relative one is taken from the repository root
+    (kernels run in notebooks/, the shell that set it usually in the repo), never the working dir."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (repo_root() or Path.home()) / path
+
+
 def data_root() -> Path:
     """Where datasets live: ``$COURSE_DATA``, else ``<repo>/data`` (never the working directory)."""
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV]).expanduser()
+    if _from_env(DATA_ENV) is not None:
+        return _from_env(DATA_ENV)
     root = repo_root()
     if root is not None:
         return root / "data"
@@ -167,9 +177,8 @@ def checkpoint_dir(profile: Profile) -> Path:
 
     ``$COURSE_CHECKPOINTS`` moves the folder (in Colab: a Google Drive folder survives disconnects).
     """
-    if os.environ.get(CHECKPOINT_ENV):
-        base = Path(os.environ[CHECKPOINT_ENV]).expanduser()
-    else:
+    base = _from_env(CHECKPOINT_ENV)
+    if base is None:
         root = repo_root()
         base = (root if root is not None else Path.home() / "course_data") / "checkpoints"
     return base / profile.name

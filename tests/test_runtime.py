@@ -215,3 +215,12 @@ def test_no_hint_for_quick_on_a_laptop_but_warning_for_full_on_cpu(capsys):
     runtime.get_profile("full")
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and "COURSE_PROFILE=quick" in lines[1]
+
+
+def test_relative_course_data_is_taken_from_the_repository_root(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # nbval runs kernels in notebooks/: the cwd must not matter
+    monkeypatch.setenv("COURSE_DATA", "my_data")
+    monkeypatch.setenv("COURSE_CHECKPOINTS", "my_ckpts")
+    root = runtime.repo_root()
+    assert runtime.data_root() == root / "my_data"
+    assert runtime.checkpoint_dir(runtime.default_profile("ci")) == root / "my_ckpts" / "ci"
