@@ -238,7 +238,7 @@ def plot_confusion(cm: ArrayLike, classes: Sequence[str], normalize: bool = True
     """Heatmap of a confusion matrix, rows = true class, columns = predicted class.
 
     Args:
-        cm: (K, K) counts, e.g. ``metrics.ConfusionMatrix(...).mat``.
+        cm: (K, K) counts, e.g. ``metrics.ConfusionMatrix(...).matrix``.
         normalize: divide each row by its total, so the diagonal is per-class accuracy (recall).
     """
     counts = _tensor(cm).double().numpy()

@@ -69,13 +69,14 @@ def _load_mask(path: str | Path) -> torch.Tensor:
                 f"{path}: mask has PIL mode {png.mode!r}; expected a palette ('P') or greyscale "
                 f"('L') PNG whose pixel values are class indices 0..20 (255 = void). A mask saved "
                 f"as RGB holds colours, not classes: save it as a palette PNG instead.")
-        mask = torch.from_numpy(np.array(png))  # (H, W) uint8 class indices
-    bad = (mask >= NUM_CLASSES) & (mask != IGNORE_INDEX)
+        array = np.array(png)  # (H, W) uint8 class indices
+    # numpy, not torch: on tiny per-image arrays torch's thread pool costs more than the work
+    bad = (array >= NUM_CLASSES) & (array != IGNORE_INDEX)
     if bad.any():
-        values = torch.unique(mask[bad]).tolist()
+        values = np.unique(array[bad]).tolist()
         raise ValueError(f"{path}: mask holds values {values[:10]} outside 0..{NUM_CLASSES - 1} "
                          f"and {IGNORE_INDEX} (void); it is not a VOC class-index mask.")
-    return mask
+    return torch.from_numpy(array)
 
 
 def read_mask(path: str | Path) -> torch.Tensor:
