@@ -25,7 +25,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
   else
     "$PY" -m pip install -q -c constraints.txt torch torchvision
   fi
-  "$PY" -m pip install -q -c constraints.txt -e ".[dev]"
+  "$PY" -m pip install -q -c constraints.txt -e ".[dev,browser]"
   touch "$stamp"
 fi
 
