@@ -36,6 +36,9 @@ case "$command" in
     exec "$PY" -m jupyterlab notebooks/ "$@" ;;
   test)
     # Unit tests, then every solution notebook executed by nbval in the ci profile.
+    # One torch thread: ci models are tiny, and two OpenMP threads on two busy cores wait on each
+    # other (measured 5-20x slower under load); set OMP_NUM_THREADS yourself to override.
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
     COURSE_PROFILE=ci exec "$PY" -m pytest tests notebooks --nbval-lax --nbval-current-env \
       --ignore=notebooks/student -q "$@" ;;
   run)
