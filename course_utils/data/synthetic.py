@@ -243,3 +243,87 @@ def ensure_voc2012(root: str | Path | None = None) -> Path:
     if not (root / VOC_FOLDER).is_dir():
         write_voc2012(root)
     return root
+
+
+# ------------------------------------------------------------------------------- image folder
+IMAGE_FOLDER = "shapes"  # write_image_folder(root) writes root/shapes/{train,test}
+SHAPES = ("circle", "square", "triangle", "ring", "cross", "diamond")  # the classes it can draw
+
+
+def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
+    """Boolean mask (H, W) of one shape of size ``r`` in rotated coordinates ``u``, ``v``."""
+    dist = np.sqrt(u**2 + v**2)
+    return {"circle": dist <= r,
+            "square": (abs(u) <= 0.8 * r) & (abs(v) <= 0.8 * r),
+            "triangle": (v <= 0.6 * r) & (abs(u) <= (v + r) * 0.58),
+            "ring": (dist <= r) & (dist >= 0.55 * r),
+            "cross": ((abs(u) <= 0.3 * r) | (abs(v) <= 0.3 * r)) & (abs(u) <= r) & (abs(v) <= r),
+            "diamond": abs(u) + abs(v) <= r}[shape]
+
+
+def _shape_image(label: int, num_classes: int, shape: str, rng: np.random.Generator,
+                 size: tuple[int, int]) -> Image.Image:
+    """One RGB image of random height and width in ``size``: a rotated shape on a noisy background.
+
+    The shape decides the class; its hue leans towards the class's own hue, so small networks
+    learn fast, but the hues of neighbouring classes overlap.
+    """
+    height, width = rng.integers(size[0], size[1] + 1, size=2)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = rng.uniform(0.22, 0.36) * min(height, width)
+    dy, dx = yy - rng.uniform(0.35, 0.65) * height, xx - rng.uniform(0.35, 0.65) * width
+    angle = rng.uniform(0, 2 * np.pi)
+    u, v = dx * np.cos(angle) + dy * np.sin(angle), -dx * np.sin(angle) + dy * np.cos(angle)
+    hue = (label / num_classes + rng.normal(0, 0.08)) % 1.0
+    colour = np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.5, 1.0), rng.uniform(0.6, 1.0))) * 255
+    gradient = (xx / width)[..., None] * rng.normal(0, 40, size=3)  # (H, W, 3) a tinted slope
+    image = rng.uniform(40, 200) + gradient + rng.normal(0, 10, size=(height, width, 3))
+    image[_shape_mask(shape, u, v, r)] = colour
+    image = np.clip(image + rng.normal(0, 8, size=image.shape), 0, 255).astype(np.uint8)
+    return Image.fromarray(image)
+
+
+def write_image_folder(root: str | Path, num_train: int = 240, num_test: int = 60,
+                       classes: tuple[str, ...] = ("circle", "square", "triangle"),
+                       size: tuple[int, int] = (40, 64), seed: int = 0) -> Path:
+    """Write ``root/shapes/``: a "bring your own data" folder in the format of ``data.folder``.
+
+    ``train/`` holds ``num_train`` images (balanced classes) and ``annotations.json``
+    (``"categories"`` = ``classes`` in the given order, ``"annotations"`` = file name and category
+    of every image); ``test/`` holds ``num_test`` unlabeled images. Like real folders, sides vary
+    within ``size`` (min, max) pixels and formats mix: every third image is a JPEG, the rest PNG.
+    ``classes`` are shape names from ``SHAPES``. Deterministic given ``seed``; returns the folder.
+    """
+    import json
+
+    unknown = [c for c in classes if c not in SHAPES]
+    if unknown or len(set(classes)) != len(classes) or len(classes) < 2:
+        raise ValueError(f"classes must be at least 2 distinct names from {SHAPES}, got {classes!r}")
+    rng = np.random.default_rng(seed)
+
+    def write_split(folder: Path, prefix: str, num: int) -> list[dict]:
+        folder.mkdir()
+        labels = rng.permutation(np.arange(num) % len(classes))
+        entries = []
+        for i, label in enumerate(labels.tolist()):  # one file per image
+            image = _shape_image(label, len(classes), classes[label], rng, size)
+            name = f"{prefix}_{i:04d}." + ("jpg" if i % 3 == 2 else "png")
+            image.save(folder / name, **({"quality": 90} if name.endswith(".jpg") else {}))
+            entries.append({"file_name": name, "category": classes[label]})
+        return entries
+
+    def write(folder: Path) -> None:
+        annotations = write_split(folder / "train", "img", num_train)
+        write_split(folder / "test", "test", num_test)  # labels are not written: that is the task
+        content = {"categories": list(classes), "annotations": annotations}
+        (folder / "train" / "annotations.json").write_text(json.dumps(content, indent=1) + "\n")
+
+    return _write_atomically(Path(root) / IMAGE_FOLDER, write)
+
+
+def ensure_image_folder(root: str | Path | None = None) -> Path:
+    """The synthetic shapes folder under ``root`` (default ``synthetic_root()``), written once."""
+    root = Path(root) if root is not None else synthetic_root()
+    if not (root / IMAGE_FOLDER / "train" / "annotations.json").is_file():
+        write_image_folder(root)
+    return root / IMAGE_FOLDER

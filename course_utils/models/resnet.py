@@ -143,3 +143,56 @@ class ResNet50(nn.Module):
 def resnet50(num_classes: int = 10, stem: str = "cifar", width_div: int = 1) -> ResNet50:
     """ResNet-50 for CIFAR-10 by default; ``stem="imagenet", num_classes=1000`` matches torchvision."""
     return ResNet50(num_classes=num_classes, stem=stem, width_div=width_div)
+
+
+class SmallResNet(nn.Module):
+    """A ResNet of any depth and width from the same bottlenecks: stem, stages, average pool, linear.
+
+    Stage ``i`` holds ``stage_blocks[i]`` bottlenecks of middle width ``base_width * 2**i`` and
+    output width four times that; every stage after the first halves H and W. The module names
+    are ResNet50's (``conv1``, ``bn1``, ``maxpool``, ``layer1..``, ``fc``), and
+    ``SmallResNet(stage_blocks=(3, 4, 6, 3), base_width=64)`` IS ``ResNet50``: same parameters,
+    same output. Used by lesson 06 (your own dataset), where a few thousand images need a small net.
+    """
+
+    _init_weights = ResNet50._init_weights  # the same torchvision init
+
+    def __init__(self, num_classes: int = 10, stage_blocks: tuple[int, ...] = (1, 1, 1),
+                 base_width: int = 32, stem: str = "cifar") -> None:
+        super().__init__()
+        if stem not in ("cifar", "imagenet"):
+            raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
+        if not stage_blocks or any(int(b) != b or b < 1 for b in stage_blocks):
+            raise ValueError(f"stage_blocks must list at least one stage of >= 1 blocks, e.g. (1, 1, 1); "
+                             f"got {stage_blocks!r}")
+        if int(base_width) != base_width or base_width < 1:
+            raise ValueError(f"base_width must be a positive integer (e.g. 32), got {base_width!r}")
+        self.in_channels = 3
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(3, base_width, kernel_size=7, stride=2, padding=3, bias=False)
+        else:
+            self.conv1 = nn.Conv2d(3, base_width, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(base_width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if stem == "imagenet" else nn.Identity()
+        in_channels = base_width
+        for i, blocks in enumerate(stage_blocks):
+            middle = base_width * 2**i
+            stage = make_stage(in_channels, middle, 4 * middle, blocks, stride=1 if i == 0 else 2)
+            self.add_module(f"layer{i + 1}", stage)  # layer1, layer2, ... as in torchvision
+            in_channels = 4 * middle
+        self.num_stages = len(stage_blocks)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(in_channels, num_classes)
+        self._init_weights()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"SmallResNet expects a batch of images of shape (N, 3, H, W), got {got}; "
+                             f"add a batch dimension with x.unsqueeze(0) for one image")
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # cifar stem: (N, base_width, H, W)
+        for i in range(1, self.num_stages + 1):
+            x = getattr(self, f"layer{i}")(x)  # stage i: (N, 4 * base_width * 2**(i-1), H/2**(i-1), ...)
+        x = torch.flatten(self.avgpool(x), 1)  # (N, 4 * base_width * 2**(stages-1))
+        return self.fc(x)  # (N, num_classes) logits
