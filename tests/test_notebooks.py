@@ -61,8 +61,9 @@ def _check_cells(nb) -> list[int]:
 
 @pytest.mark.parametrize("path", sorted(STUDENT.glob("[0-9][0-9]_*.ipynb")),
                          ids=_ids(sorted(STUDENT.glob("[0-9][0-9]_*.ipynb"))))
-def test_student_copy_fails_exactly_its_check_cells(path):
+def test_student_copy_fails_exactly_its_check_cells(path, tmp_path, monkeypatch):
     """A released copy, run as submitted, loses every question and breaks nothing else."""
+    monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path))  # train here; never load the repo's checkpoints
     result = grade.grade(path, NOTEBOOKS, timeout=300)
     assert result.total > 0
     assert result.score == 0, grade.format_table(result)
@@ -73,3 +74,13 @@ def test_student_copy_fails_exactly_its_check_cells(path):
     assert all(f["question"] for f in result.failed_cells), (
         "a non-check cell failed in the student copy (it must run with the reference models):\n"
         + "\n".join(str(f) for f in result.failed_cells if not f["question"]))
+
+
+def test_readme_colab_badges_follow_the_repository_url():
+    readme = (ROOT / "README.md").read_text()
+    links = re.findall(r"https://colab\.research\.google\.com/github/[^)\s]+", readme)
+    assert links, "the README has no Colab badges"
+    for link in links:
+        path = link.split("/blob/main/", 1)[-1]
+        assert link == nbkit.colab_url(path), f"{link} does not follow pyproject.toml's repository URL"
+        assert (ROOT / path).is_file(), f"the README links to {path}, which does not exist"
