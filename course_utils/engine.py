@@ -33,10 +33,13 @@ def loss_for_segmentation() -> nn.Module:
 
 
 def amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
-    """Autocast dtype: None (full precision) unless ``amp`` on CUDA; bf16 where supported, else fp16."""
+    """Autocast dtype: None (full precision) unless ``amp`` on CUDA; bf16 where the GPU has it, else fp16.
+
+    Emulated bf16 does not count: on a T4 (Colab's free GPU) it is slower than fp32.
+    """
     if not amp or torch.device(device).type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
 
 
 def make_scaler(device: torch.device, amp: bool) -> torch.amp.GradScaler | None:

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from course_utils.checks import count_params
+from course_utils.engine import amp_dtype
 
 __all__ = ["count_params", "count_macs", "time_step", "peak_memory_mib", "StepTiming", "synchronize"]
 
@@ -73,7 +74,8 @@ def time_step(model: nn.Module, input_shape: Sequence[int], device: torch.device
     targets = torch.randint(0, num_classes, tuple(target_shape or input_shape[:1]), device=device)
     optimizer = (make_optimizer or (lambda m: torch.optim.SGD(m.parameters(), lr=1e-3)))(model) if train else None
     criterion = nn.CrossEntropyLoss()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+    dtype = amp_dtype(device, amp)  # bf16 where the GPU has it, fp16 otherwise, None on the CPU
+    autocast = torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
     def one_step() -> None:
         if train:
