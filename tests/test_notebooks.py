@@ -55,8 +55,9 @@ def test_student_copies_are_fresh():
     assert problems == [], "run: python -m course_utils.release\n" + "\n".join(problems)
 
 
-def _check_cells(nb) -> list[int]:
-    return [i for i, cell in enumerate(nb.cells) if release.is_check_cell(cell)]
+def _graded_cells(nb) -> list[int]:
+    """Check cells that belong to a question (a lesson may also check a fact, ungraded)."""
+    return [i for i, cell in enumerate(nb.cells) if release.is_check_cell(cell) and grade.question_of(cell)]
 
 
 @pytest.mark.parametrize("path", sorted(STUDENT.glob("[0-9][0-9]_*.ipynb")),
@@ -70,7 +71,7 @@ def test_student_copy_fails_exactly_its_check_cells(path, tmp_path, monkeypatch)
     assert all(not q.passed for q in result.questions)
     reference = nbformat.read(NOTEBOOKS / path.name, as_version=4)
     failed_checks = [f for f in result.failed_cells if f["question"]]
-    assert len(failed_checks) == len(_check_cells(reference)), result.failed_cells
+    assert len(failed_checks) == len(_graded_cells(reference)), result.failed_cells
     assert all(f["question"] for f in result.failed_cells), (
         "a non-check cell failed in the student copy (it must run with the reference models):\n"
         + "\n".join(str(f) for f in result.failed_cells if not f["question"]))

@@ -72,6 +72,20 @@ def encoder_features(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     return [stem, x1, x2, x3, x4]
 
 
+def make_stem(stem: str, width: int) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
+    """``conv1, bn1, relu, maxpool`` of a ResNet: "imagenet" (7x7 stride 2 + 3x3 max-pool stride 2)
+    or "cifar" (3x3 stride 1, no max-pool, so a 32x32 image keeps its detail)."""
+    if stem not in ("cifar", "imagenet"):
+        raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
+    if stem == "imagenet":
+        conv = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+    else:
+        conv = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
+    # nn.Identity keeps the name "maxpool", so both stems have the same module names
+    maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if stem == "imagenet" else nn.Identity()
+    return conv, nn.BatchNorm2d(width), nn.ReLU(inplace=True), maxpool
+
+
 class ResNet50(nn.Module):
     """ResNet-50: stem, four stages of bottlenecks [3, 4, 6, 3], global average pool, linear classifier.
 
@@ -83,20 +97,11 @@ class ResNet50(nn.Module):
 
     def __init__(self, num_classes: int = 10, stem: str = "cifar", width_div: int = 1) -> None:
         super().__init__()
-        if stem not in ("cifar", "imagenet"):
-            raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
         if width_div < 1 or 64 % width_div:
             raise ValueError(f"width_div must divide 64 (1, 2, 4, 8, ...), got {width_div}")
         self.in_channels = 3
         width = 64 // width_div
-        if stem == "imagenet":
-            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
-        else:
-            self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        # nn.Identity keeps the name "maxpool", so both stems have the same module names
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if stem == "imagenet" else nn.Identity()
+        self.conv1, self.bn1, self.relu, self.maxpool = make_stem(stem, width)
 
         # stage: (in, middle, out) channels, number of blocks, stride of its first block
         self.layer1 = make_stage(width, width, 4 * width, 3, stride=1)  # keeps the size of the stem output
@@ -160,21 +165,13 @@ class SmallResNet(nn.Module):
     def __init__(self, num_classes: int = 10, stage_blocks: tuple[int, ...] = (1, 1, 1),
                  base_width: int = 32, stem: str = "cifar") -> None:
         super().__init__()
-        if stem not in ("cifar", "imagenet"):
-            raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
         if not stage_blocks or any(int(b) != b or b < 1 for b in stage_blocks):
             raise ValueError(f"stage_blocks must list at least one stage of >= 1 blocks, e.g. (1, 1, 1); "
                              f"got {stage_blocks!r}")
         if int(base_width) != base_width or base_width < 1:
             raise ValueError(f"base_width must be a positive integer (e.g. 32), got {base_width!r}")
         self.in_channels = 3
-        if stem == "imagenet":
-            self.conv1 = nn.Conv2d(3, base_width, kernel_size=7, stride=2, padding=3, bias=False)
-        else:
-            self.conv1 = nn.Conv2d(3, base_width, kernel_size=3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(base_width)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if stem == "imagenet" else nn.Identity()
+        self.conv1, self.bn1, self.relu, self.maxpool = make_stem(stem, base_width)
         in_channels = base_width
         for i, blocks in enumerate(stage_blocks):
             middle = base_width * 2**i
