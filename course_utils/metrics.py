@@ -46,14 +46,14 @@ def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: in
     n = num_classes
     preds = preds.reshape(-1).long()  # long: n * target overflows uint8 masks
     targets = targets.reshape(-1).long().to(preds.device)
-    valid = (targets >= 0) & (targets < n)  # 255 = ignore is not valid
     if preds.numel() > 0:
-        low, high = torch.aminmax(torch.where(valid, preds, 0))
+        low, high = torch.aminmax(preds)  # every prediction must be a class, ignored pixels too
         if bool((low < 0) | (high >= n)):  # one sync; bincount syncs anyway
             raise ValueError(f"confusion_matrix(): preds hold values in {int(low)}..{int(high)}, "
                              f"outside 0..{n - 1}; does the model output num_classes={n} channels?")
-    # Ignored pixels go to one extra bin that is dropped: cheaper than compacting with a mask.
-    index = torch.where(valid, n * targets + preds, n * n)
+    index = n * targets + preds  # (t, p) -> one bin per pair
+    # Ignored pixels (255) go to one extra bin that is dropped: cheaper than compacting with a mask.
+    index.masked_fill_((targets < 0) | (targets >= n), n * n)
     counts = torch.bincount(index, minlength=n * n + 1)[: n * n]  # the one pass over all pixels
     return counts.reshape(n, n)
 
