@@ -23,14 +23,19 @@ DECODER_WIDTHS = (512, 256, 128, 64)  # output channels of the decoder blocks, a
 
 def torchvision_resnet50(pretrained: bool = False) -> nn.Module:
     """torchvision's ResNet-50, with ImageNet weights if asked and reachable; random init otherwise."""
+    return _torchvision_resnet50(pretrained)[0]
+
+
+def _torchvision_resnet50(pretrained: bool) -> tuple[nn.Module, bool]:
+    """(model, whether the ImageNet weights were actually loaded)."""
     if not pretrained:
-        return torchvision.models.resnet50(weights=None)
+        return torchvision.models.resnet50(weights=None), False
     try:
-        return torchvision.models.resnet50(weights=torchvision.models.ResNet50_Weights.IMAGENET1K_V2)
+        return torchvision.models.resnet50(weights=torchvision.models.ResNet50_Weights.IMAGENET1K_V2), True
     except (OSError, RuntimeError) as error:  # offline, proxy, interrupted download, bad checksum
         reason = " ".join(f"{type(error).__name__}: {error}".split())  # keep it on one line
         print(f"ImageNet weights could not be downloaded ({reason}); training the encoder from scratch")
-        return torchvision.models.resnet50(weights=None)
+        return torchvision.models.resnet50(weights=None), False
 
 
 class DecoderBlock(nn.Module):
@@ -61,6 +66,7 @@ class ResNetUNet(nn.Module):
     def __init__(self, num_classes: int = 21, encoder: str = "course", pretrained: bool = False,
                  width_div: int = 1) -> None:
         super().__init__()
+        self.encoder_pretrained = False  # True only when ImageNet weights were really loaded
         if encoder == "course":
             if pretrained:
                 raise ValueError("pretrained=True needs encoder='torchvision' (the course ResNet50 has no "
@@ -70,7 +76,7 @@ class ResNetUNet(nn.Module):
             if width_div != 1:
                 raise ValueError("width_div must be 1 with encoder='torchvision'; use encoder='course' "
                                  "for a small model")
-            self.encoder = torchvision_resnet50(pretrained)
+            self.encoder, self.encoder_pretrained = _torchvision_resnet50(pretrained)
         else:
             raise ValueError(f"encoder must be 'course' or 'torchvision', got {encoder!r}")
         # the classification head is not used: drop its parameters (2 M for ImageNet's 1000 classes)

@@ -89,6 +89,7 @@ def test_offline_pretrained_prints_one_line_and_trains_from_scratch(monkeypatch,
     assert out.startswith("ImageNet weights could not be downloaded (URLError")
     assert out.endswith("; training the encoder from scratch\n") and out.count("\n") == 1
     assert isinstance(model.encoder.layer4, nn.Sequential)
+    assert model.encoder_pretrained is False  # so a lesson does not treat random weights as pretrained
 
 
 def test_pretrained_loads_the_imagenet_weights(torchvision_model, monkeypatch, capsys):
@@ -98,6 +99,8 @@ def test_pretrained_loads_the_imagenet_weights(torchvision_model, monkeypatch, c
     model = resnet_unet.ResNetUNet(encoder="torchvision", pretrained=True)
     assert torch.equal(model.encoder.layer4[2].conv3.weight, weights["layer4.2.conv3.weight"])
     assert capsys.readouterr().out == ""
+    assert model.encoder_pretrained is True
+    assert resnet_unet.ResNetUNet(width_div=8).encoder_pretrained is False
 
 
 def test_freeze_encoder_freezes_only_the_encoder():
