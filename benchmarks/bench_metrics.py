@@ -11,7 +11,6 @@ Every pair is checked for identical results before it is timed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -21,6 +20,8 @@ import torch
 
 from course_utils import metrics, viz
 from course_utils.data import voc
+
+from benchmarks.report import write_json
 
 NUM_CLASSES, N, SIZE = 21, 16, 256
 
@@ -145,9 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{task:18} {baseline:30} {base * 1e3:12.1f} {ours * 1e3:10.2f} {ratio:8.0f}x {goal_text:>7}"
               f"{'  (goal not met)' if met is False else ''}")
     report = {"benchmark": "bench_metrics", "torch": torch.__version__, "results": results}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.json}")
+    write_json(args.json, report)
     return report
 
 

@@ -19,7 +19,6 @@ and far more when torch's threads compete with other jobs for the cores; ``--thr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
+
+from benchmarks.report import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_SECONDS = 300
@@ -129,9 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
               "suite_seconds": suite_seconds, "outside_cells_seconds": outside_cells,
               "goal_seconds": GOAL_SECONDS, "met": met,
               "passed": returncode == 0, "returncode": returncode, "notebooks": notebooks}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.json}")
+    write_json(args.json, report)
     return report
 
 

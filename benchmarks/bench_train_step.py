@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import statistics
 import time
@@ -36,6 +35,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from course_utils import engine, measure
 from course_utils.models import resnet, resnet_unet, unet, vgg
+
+from benchmarks.report import write_json
 
 
 @dataclass(frozen=True)
@@ -211,9 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"benchmark": "bench_train_step", "torch": torch.__version__, "machine_before": before,
               "machine_after": after, "threads": torch.get_num_threads(), "repeats": args.repeats,
               "results": results}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.json}")
+    write_json(args.json, report)
     return report
 
 

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import nbformat
 
+from course_utils.release import KERNELSPEC
+
 ROOT = Path(__file__).resolve().parents[1]
-KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 
 
 def repo_url() -> str:
@@ -75,7 +76,7 @@ def header(filename: str, title: str, goal: str, expectations: str) -> list[nbfo
 def new_notebook(cells: list[nbformat.NotebookNode]) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.cells = cells
-    nb.metadata = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
+    nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
     for index, cell in enumerate(nb.cells):  # stable ids keep diffs small
         cell.id = f"cell-{index:03d}"
     return nb

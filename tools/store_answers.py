@@ -20,8 +20,8 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
-KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+from course_utils.release import KERNELSPEC, is_check_cell
+
 
 
 def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -31,7 +31,7 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         cell.metadata = {key: value for key, value in cell.metadata.items() if key in ("tags",)}
         if cell.cell_type != "code":
             continue
-        if CHECK_MARK in cell.source:
+        if is_check_cell(cell):
             count += 1
             cell.execution_count = count
             text = "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
@@ -39,7 +39,7 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         else:
             cell.execution_count = None
             cell.outputs = []
-    nb.metadata = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
+    nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
     return nb
 
 
@@ -54,7 +54,7 @@ def store_answers(path: Path, timeout: int = 600) -> None:
     except CellExecutionError as error:
         raise SystemExit(f"{path}: a cell failed while storing answers:\n{error}") from None
     for index, cell in enumerate(nb.cells):
-        if cell.cell_type == "code" and CHECK_MARK in cell.source:
+        if is_check_cell(cell):
             text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
             if "FAIL" in text or not text.strip():
                 raise SystemExit(f"{path}: check cell {index} printed {text!r}; the solution must PASS.")

@@ -31,12 +31,12 @@ from tqdm.auto import tqdm
 from course_utils import runtime
 from course_utils.data import synthetic
 from course_utils.data.cifar import make_loaders, size_text, subset
+from course_utils.metrics import IGNORE_INDEX  # 255 = "void": object borders and hard pixels, never counted
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
                "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 NUM_CLASSES = 21
-IGNORE_INDEX = 255  # "void": object borders and hard pixels; never counted
 MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics (pretrained encoders expect them)
 STD = (0.229, 0.224, 0.225)
 FOLDER = Path("VOCdevkit", "VOC2012")
