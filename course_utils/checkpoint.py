@@ -3,7 +3,10 @@
 A checkpoint is one dict of state dicts and plain values, torchvision-references style::
 
     {"model": ..., "optimizer": ..., "scheduler": ..., "scaler": ..., "epoch": 3, "epochs": 10,
-     "history": {...}, "profile": "quick", "finished": False, "rng": {...}}
+     "history": {...}, "profile": "quick", "finished": False, "rng": {...}, "plan": {...}}
+
+``plan`` (``training_plan``) records what the run was trained with, so ``engine.fit_or_load``
+can tell a checkpoint of this very recipe from one of an earlier, different recipe.
 
 ``save`` writes ``name.pt.tmp`` next to the target and then ``os.replace``-s it into place. A
 kernel interrupted mid-save (Ctrl-C, a Colab disconnect, a full disk) therefore leaves the previous
@@ -13,6 +16,7 @@ checkpoint untouched instead of a half-written file that would fail to load on t
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +63,80 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
         raise RuntimeError(f"Checkpoint {path} holds a {type(state).__name__}, not the dict that "
                            f"checkpoint.save writes; delete it and train again.")
     return state
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan of a run: what a checkpoint was trained with, so that a changed recipe is not answered
+# by loading an old run. Plain values only: checkpoints load with ``weights_only=True``.
+
+SCHEDULED_KEYS = ("lr", "momentum", "betas")  # a scheduler moves these while training
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def training_plan(model: torch.nn.Module, train_loader: Any, optimizer: torch.optim.Optimizer,
+                  criterion: torch.nn.Module, *, epochs: int, profile: str | None,
+                  scheduler: Any = None) -> dict:
+    """The settings that make a run what it is: model, optimizer, schedule, loss, batches, epochs.
+
+    Taken BEFORE training, from freshly built objects, so the same lesson cell gives the same plan
+    on every run. A scheduled learning rate (or momentum) counts by its starting value
+    (``initial_lr``, set by every torch scheduler), not by where the schedule has moved it.
+    """
+    groups = []
+    for group in optimizer.param_groups:
+        cycled = "max_momentum" in group  # OneCycleLR / CyclicLR move momentum (or betas) too
+        skip = SCHEDULED_KEYS if cycled else ("lr",)
+        settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(group.items())
+                    if k != "params" and k not in skip and _plain(v)}
+        settings["base_lr"] = group.get("initial_lr", group["lr"])
+        settings["parameters"] = sum(p.numel() for p in group["params"])
+        groups.append(settings)
+    loss = {k: v for k, v in sorted(vars(criterion).items()) if not k.startswith("_") and k != "training"
+            and _plain(v)}
+    return {
+        "profile": profile, "epochs": epochs,
+        "model": f"{type(model).__name__} with {sum(p.numel() for p in model.parameters()):,} parameters",
+        "optimizer": type(optimizer).__name__, "param_groups": groups,
+        "scheduler": type(scheduler).__name__ if scheduler is not None else None,
+        "criterion": {"type": type(criterion).__name__, **loss},
+        "batch_size": getattr(train_loader, "batch_size", None),
+        "batches_per_epoch": len(train_loader) if hasattr(train_loader, "__len__") else None,
+    }
+
+
+def plan_differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """Readable differences between two plans, e.g. ``["param_groups[0].base_lr: 0.1 -> 0.05"]``.
+
+    Only keys present in both count: another torch version may add an optimizer option (with
+    its default), and a checkpoint from it is still the same plan.
+    """
+    out = []
+    for key in sorted(set(saved) & set(wanted), key=str):
+        a, b = saved[key], wanted[key]
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += plan_differences(a, b, name + ".")
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b) \
+                and all(isinstance(x, dict) for x in a + b):
+            for i, (x, y) in enumerate(zip(a, b)):
+                out += plan_differences(x, y, f"{name}[{i}].")
+        elif a != b:
+            out.append(f"{name}: {a} -> {b}")
+    return out
+
+
+def set_aside(path: str | os.PathLike) -> Path:
+    """Rename ``path`` to ``<stem>.replaced-<time>.pt`` so a new run never overwrites an old one."""
+    path = Path(path)
+    target = path.with_name(f"{path.stem}.replaced-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
+    n = 1
+    while target.exists():  # two set-asides within one second
+        target = path.with_name(f"{path.stem}.replaced-{time.strftime('%Y%m%d-%H%M%S')}-{n}{path.suffix}")
+        n += 1
+    os.replace(path, target)
+    return target

@@ -224,13 +224,15 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
         optimizer: torch.optim.Optimizer, criterion: nn.Module, device: torch.device | str,
         num_classes: int, scheduler=None, scaler: torch.amp.GradScaler | None = None,
         profile: runtime.Profile | None = None, checkpoint_path: str | Path | None = None,
-        checkpoint_every: int = 1, start_epoch: int = 0, history: dict | None = None) -> dict:
+        checkpoint_every: int = 1, start_epoch: int = 0, history: dict | None = None,
+        plan: dict | None = None) -> dict:
     """Train from ``start_epoch`` up to ``epochs`` (a total), evaluating after each epoch.
 
     Prints one line per epoch and returns the history (a dict of lists, one entry per epoch;
     ``lr`` is the rate at the end of the epoch, ``epoch_time`` the seconds of training + evaluation).
     With ``checkpoint_path``, saves every ``checkpoint_every`` epochs and after the last one.
-    ``profile`` supplies ``amp`` and ``progress`` (default: no amp, progress bars on).
+    ``profile`` supplies ``amp`` and ``progress`` (default: no amp, progress bars on). ``plan``
+    (``checkpoint.training_plan``) is stored in each checkpoint; ``fit_or_load`` passes it.
     """
     device = torch.device(device)
     amp = profile.amp if profile is not None else False
@@ -265,7 +267,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
                 scaler=scaler.state_dict() if scaler is not None else None,
                 epoch=epoch + 1, epochs=epochs, history=history,
                 profile=profile.name if profile is not None else None, finished=finished,
-                rng=_rng_state())
+                rng=_rng_state(), plan=plan)
     return history
 
 
@@ -291,21 +293,32 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
     """Train with checkpoints, or reuse them: load a finished run, resume a partial one.
 
     The file is ``(checkpoint_dir or runtime.checkpoint_dir(profile)) / f"{name}.pt"``. A finished
-    checkpoint of the same plan (profile, epochs) is loaded instead of training; a partial one is
-    resumed from its last epoch (model, optimizer, scheduler, scaler, history, random state);
-    otherwise training starts from scratch. Returns the history.
+    checkpoint of the same plan is loaded instead of training; a partial one is resumed from its
+    last epoch (model, optimizer, scheduler, scaler, history, random state). The plan
+    (``checkpoint.training_plan``) is the profile, epochs, model, optimizer settings, schedule,
+    loss and batches: change the learning rate, say, and the old run does not answer the new
+    question. It is then set aside as ``<name>.replaced-<time>.pt`` (never overwritten) and
+    training starts from scratch, saying what changed. Returns the history.
     """
     epochs = epochs if epochs is not None else profile.epochs
     device = torch.device(device) if device is not None else runtime.pick_device()
     path = Path(checkpoint_dir or runtime.checkpoint_dir(profile)) / f"{name}.pt"
+    plan = checkpoint.training_plan(model, train_loader, optimizer, criterion, epochs=epochs,
+                                    profile=profile.name, scheduler=scheduler)
     scaler = make_scaler(device, profile.amp)
     start_epoch, history = 0, None
     if path.is_file():
         state = checkpoint.load(path)
-        if state.get("epochs") != epochs or state.get("profile") != profile.name:
-            print(f"Checkpoint {path} was planned for {state.get('epochs')} epochs of profile "
-                  f"{state.get('profile')}, this run asks {epochs} of {profile.name}: training from "
-                  f"scratch (it will be overwritten).", flush=True)
+        if "plan" in state:
+            changes = checkpoint.plan_differences(state["plan"], plan)
+        else:  # written before plans were recorded: epochs and profile are all we know
+            changes = [f"{key}: {state.get(key)} -> {value}" for key, value
+                       in (("epochs", epochs), ("profile", profile.name)) if state.get(key) != value]
+        if changes:
+            kept = checkpoint.set_aside(path)
+            print(f"Checkpoint {path} comes from another plan ({'; '.join(changes[:4])}"
+                  f"{'; ...' if len(changes) > 4 else ''}): training from scratch. "
+                  f"The old run is kept as {kept.name}.", flush=True)
         else:
             _restore(state, path, model, optimizer, scheduler, scaler, device)
             if state["finished"]:
@@ -318,7 +331,7 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
     return fit(model, train_loader, val_loader, epochs=epochs, optimizer=optimizer, criterion=criterion,
                device=device, num_classes=num_classes, scheduler=scheduler, scaler=scaler, profile=profile,
                checkpoint_path=path, checkpoint_every=checkpoint_every, start_epoch=start_epoch,
-               history=history)
+               history=history, plan=plan)
 
 
 def train_more(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, history: dict,

@@ -8,12 +8,14 @@ only make sure they still run, that their baseline and the course code agree, an
 from __future__ import annotations
 
 import json
+import statistics
+from pathlib import Path
 
 import nbformat
 import pytest
 import torch
 
-from benchmarks import bench_metrics, bench_notebooks, bench_train_step
+from benchmarks import bench_cifar_recipe, bench_metrics, bench_notebooks, bench_train_step
 from course_utils import engine
 
 TINY_TRAIN = ["--width-div", "8", "--image-size", "32", "--steps", "2", "--batch-size", "2", "--repeats", "1",
@@ -87,3 +89,69 @@ def test_bench_notebooks_times_each_notebook_and_reports_failures(tmp_path):
     assert report["notebooks"]["bad.ipynb"]["failed"] == 1
     assert 0 < report["notebooks"]["good.ipynb"]["seconds"] < report["suite_seconds"]
     assert json.loads((tmp_path / "nb.json").read_text())["goal_seconds"] == 300
+
+
+TINY_RECIPE = ["--width-div", "8", "--train-size", "64", "--test-size", "32", "--batch-size", "16",
+               "--device", "cpu"]
+
+
+def test_bench_cifar_recipe_projects_from_the_timed_epochs(tmp_path, restore_threads):
+    torch.set_num_threads(1)
+    out = tmp_path / "recipe.json"
+    report = bench_cifar_recipe.main(["--models", "vgg16,resnet50", *TINY_RECIPE, "--epochs", "30",
+                                      "--timed-epochs", "3", "--json", str(out)])
+    rows = report["results"]
+    assert [r["model"] for r in rows] == ["vgg16", "resnet50"]
+    for r in rows:
+        assert r["epochs_run"] == 3 and len(r["epoch_seconds"]) == 3 and r["train_images"] == 64
+        first, *rest = r["epoch_seconds"]
+        assert r["total_minutes"] * 60 == pytest.approx(first + 29 * statistics.median(rest))
+        assert r["total_is_projection"] and r["accuracy"] is None  # synthetic: no accuracy claim
+        assert r["train_img_s"] > 0 and r["eval_s"] > 0 and r["amp"] == "None"  # no autocast on a CPU
+    assert json.loads(out.read_text())["benchmark"] == "bench_cifar_recipe"
+
+
+def test_projection_uses_the_median_of_the_later_epochs():
+    assert bench_cifar_recipe.projected_seconds([10.0, 2.0, 3.0, 100.0], 30) == pytest.approx(10 + 29 * 3.0)
+    assert bench_cifar_recipe.projected_seconds([4.0], 30) == pytest.approx(4.0 * 30)
+
+
+def test_bench_cifar_recipe_uses_the_lessons_schedule(tmp_path, monkeypatch, restore_threads):
+    """The scheduler is planned for all --epochs (its warm-up is 30 % of them), not the timed ones."""
+    torch.set_num_threads(1)
+    seen = {}
+    real = bench_cifar_recipe.recipe
+
+    def spy(model, batch_size, total_steps):
+        seen["total_steps"] = total_steps
+        optimizer, scheduler, criterion = real(model, batch_size, total_steps)
+        seen["criterion"], seen["group"] = criterion, optimizer.param_groups[0]
+        return optimizer, scheduler, criterion
+
+    monkeypatch.setattr(bench_cifar_recipe, "recipe", spy)
+    bench_cifar_recipe.main(["--models", "vgg16", *TINY_RECIPE, "--epochs", "30", "--timed-epochs", "1",
+                             "--json", str(tmp_path / "r.json")])
+    assert seen["total_steps"] == 30 * (64 // 16)
+    assert seen["criterion"].label_smoothing == 0.1
+    group = seen["group"]
+    assert (group["nesterov"], group["weight_decay"], group["max_lr"]) == (True, 5e-4, pytest.approx(0.1 / 8 ** 0.5))
+
+
+@pytest.mark.parametrize("lesson", ["01_vgg16_cifar10.ipynb", "02_resnet50_cifar10.ipynb"])
+def test_the_recipe_benchmark_times_what_the_lessons_run(lesson):
+    """If a lesson's full-profile recipe changes, the benchmark must change with it."""
+    nb = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / lesson, as_version=4)
+    source = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+    r = bench_cifar_recipe
+    assert f'full={{"epochs": {r.EPOCHS}, "batch_size": {r.BATCH_SIZE}}}' in source
+    assert (r.MOMENTUM, r.WEIGHT_DECAY) == (0.9, 5e-4)
+    assert "momentum=0.9, nesterov=True, weight_decay=5e-4" in source
+    assert "OneCycleLR(optimizer, max_lr=max_lr" in source
+    assert f"label_smoothing={r.LABEL_SMOOTHING}" in source
+    assert "cifar.loaders(profile, device=device)" in source  # the data stays on the GPU
+    assert "amp=profile.amp" in source  # evaluation under the same autocast
+
+
+def test_bench_cifar_recipe_rejects_unknown_models(tmp_path):
+    with pytest.raises(SystemExit):
+        bench_cifar_recipe.main(["--models", "alexnet", "--json", str(tmp_path / "r.json")])

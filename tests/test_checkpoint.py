@@ -72,3 +72,41 @@ def test_truncated_file_error_names_the_file(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(RuntimeError, match=r"run\.pt.*corrupt or incomplete"):
         checkpoint.load(path)
+
+
+def test_training_plan_is_plain_and_survives_a_weights_only_load(tmp_path):
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=10)
+    loader = torch.utils.data.DataLoader(list(range(20)), batch_size=4, drop_last=True)
+    plan = checkpoint.training_plan(model, loader, optimizer, nn.CrossEntropyLoss(label_smoothing=0.1),
+                                    epochs=3, profile="ci", scheduler=scheduler)
+    assert plan["model"] == "Sequential with 26 parameters"
+    assert (plan["batch_size"], plan["batches_per_epoch"], plan["scheduler"]) == (4, 5, "OneCycleLR")
+    assert plan["criterion"] == {"type": "CrossEntropyLoss", "ignore_index": -100, "label_smoothing": 0.1,
+                                 "reduction": "mean"}
+    group = plan["param_groups"][0]
+    assert group["base_lr"] == pytest.approx(0.1 / 25) and group["max_lr"] == 0.1  # OneCycle's start and peak
+    assert group["nesterov"] is True and group["weight_decay"] == 5e-4 and group["parameters"] == 26
+    assert "lr" not in group and "momentum" not in group  # moved by the schedule: not part of the plan
+    checkpoint.save(tmp_path / "p.pt", plan=plan)
+    assert checkpoint.load(tmp_path / "p.pt")["plan"] == plan
+
+
+def test_plan_differences_name_each_change():
+    a = {"epochs": 2, "criterion": {"label_smoothing": 0.0}, "param_groups": [{"base_lr": 0.1, "fused": None}]}
+    b = {"epochs": 3, "criterion": {"label_smoothing": 0.0}, "param_groups": [{"base_lr": 0.05}]}
+    assert checkpoint.plan_differences(a, b) == ["epochs: 2 -> 3", "param_groups[0].base_lr: 0.1 -> 0.05"]
+    assert checkpoint.plan_differences(a, a) == []
+    # a key only one side has (an option added by another torch version) is no difference
+    assert checkpoint.plan_differences({"epochs": 2}, {"epochs": 2, "new_option": 1}) == []
+
+
+def test_set_aside_never_overwrites(tmp_path):
+    first = []
+    for seed in (0, 1):
+        checkpoint.save(tmp_path / "run.pt", **make_state(seed))
+        first.append(checkpoint.set_aside(tmp_path / "run.pt"))
+    assert first[0] != first[1] and all(p.is_file() for p in first)
+    assert not (tmp_path / "run.pt").exists()
+    assert all(p.name.startswith("run.replaced-") and p.suffix == ".pt" for p in first)

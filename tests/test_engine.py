@@ -176,9 +176,71 @@ def test_finished_checkpoint_is_loaded_without_training(tmp_path, monkeypatch, c
 def test_checkpoint_of_another_plan_trains_from_scratch(tmp_path, capsys):
     run(tmp_path, *setup(seed=0), epochs=1)
     history = run(tmp_path, *setup(seed=0), epochs=2)
-    assert "training from scratch" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "training from scratch" in out and "epochs: 1 -> 2" in out
     assert history["epoch"] == [1, 2]
     assert checkpoint.load(tmp_path / "tiny.pt")["epochs"] == 2
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("tiny.replaced-")]
+    assert len(kept) == 1 and checkpoint.load(kept[0])["epochs"] == 1  # the old run is not lost
+    assert kept[0].name in out
+
+
+def _rerun_with(tmp_path, capsys, change):
+    """Train once, then run the same cell with ``change(model, optimizer) -> (optimizer, criterion)``."""
+    run(tmp_path, *setup(seed=0))
+    capsys.readouterr()
+    model, train_loader, val_loader, optimizer, _ = setup(seed=0)
+    optimizer, criterion = change(model, optimizer)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=optimizer.param_groups[0]["lr"] * 2,
+                                                    total_steps=2 * len(train_loader))
+    engine.fit_or_load(model, train_loader, val_loader, name="tiny", profile=CI, epochs=2, optimizer=optimizer,
+                       criterion=criterion, num_classes=3, device=CPU, scheduler=scheduler, checkpoint_dir=tmp_path)
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda model, opt: (torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4),
+                         nn.CrossEntropyLoss()), "weight_decay: 0 -> 0.0005"),
+    (lambda model, opt: (opt, nn.CrossEntropyLoss(label_smoothing=0.1)), "criterion.label_smoothing: 0.0 -> 0.1"),
+    (lambda model, opt: (torch.optim.Adam(model.parameters(), lr=0.05), nn.CrossEntropyLoss()),
+     "optimizer: SGD -> Adam"),
+])
+def test_a_changed_recipe_is_not_answered_by_the_old_checkpoint(tmp_path, capsys, change, expected):
+    out = _rerun_with(tmp_path, capsys, change)
+    assert "comes from another plan" in out and expected in out
+    assert "Loaded the finished" not in out
+
+
+def test_a_changed_peak_learning_rate_trains_again(tmp_path, capsys):
+    run(tmp_path, *setup(seed=0))
+    model, train_loader, val_loader, optimizer, _ = setup(seed=0)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.2, total_steps=2 * len(train_loader))
+    capsys.readouterr()
+    run(tmp_path, model, train_loader, val_loader, optimizer, scheduler)
+    out = capsys.readouterr().out
+    assert "comes from another plan" in out and "max_lr: 0.1 -> 0.2" in out
+
+
+def test_rerunning_the_cell_after_training_still_loads(tmp_path, capsys, monkeypatch):
+    """The same optimizer and scheduler, already stepped by the fit, are still the same plan."""
+    model, train_loader, val_loader, optimizer, scheduler = setup(seed=0)
+    run(tmp_path, model, train_loader, val_loader, optimizer, scheduler)
+    assert optimizer.param_groups[0]["lr"] != optimizer.param_groups[0]["initial_lr"]  # the schedule moved
+    monkeypatch.setattr(engine, "train_one_epoch", lambda *a, **k: pytest.fail("trained again"))
+    capsys.readouterr()
+    run(tmp_path, model, train_loader, val_loader, optimizer, scheduler)
+    assert "Loaded the finished checkpoint" in capsys.readouterr().out
+
+
+def test_a_checkpoint_without_a_plan_loads_when_epochs_and_profile_match(tmp_path, capsys, monkeypatch):
+    history = run(tmp_path, *setup(seed=0))
+    state = checkpoint.load(tmp_path / "tiny.pt")
+    del state["plan"]  # as written before plans were recorded
+    checkpoint.save(tmp_path / "tiny.pt", **state)
+    monkeypatch.setattr(engine, "train_one_epoch", lambda *a, **k: pytest.fail("trained again"))
+    capsys.readouterr()
+    assert run(tmp_path, *setup(seed=3)) == history
+    assert "Loaded the finished checkpoint" in capsys.readouterr().out
 
 
 def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):

@@ -1,0 +1,112 @@
+"""The CUDA paths: GPU-side CIFAR batches, mixed precision, checkpoints across devices.
+
+Skipped without a CUDA GPU (CI has none); ``benchmarks/gpu_check.sh`` runs them on the lent GPU
+machine. Each one compares the GPU result with the CPU's, so it fails on a wrong GPU path.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from course_utils import checks, engine, runtime
+from course_utils.data import cifar
+from course_utils.data.device_loader import DeviceLoader
+from course_utils.models import vgg
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+CUDA = torch.device("cuda")
+
+
+def images_and_labels(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8, generator=g),
+            torch.randint(0, 10, (n,), generator=g))
+
+
+def test_device_loader_on_cuda_normalises_like_the_cpu():
+    images, labels = images_and_labels()
+    common = dict(batch_size=16, mean=cifar.MEAN, std=cifar.STD, train=False)
+    gpu = list(DeviceLoader(images, labels, device=CUDA, **common))
+    cpu = list(DeviceLoader(images, labels, device="cpu", **common))
+    assert len(gpu) == len(cpu) == 4
+    for (xg, yg), (xc, yc) in zip(gpu, cpu):
+        assert xg.is_cuda and xg.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(xg.cpu(), xc)
+        assert torch.equal(yg.cpu(), yc)
+
+
+def test_device_loader_on_cuda_crops_within_the_padded_image():
+    n = 32
+    images = (torch.arange(1, n + 1, dtype=torch.uint8)[:, None, None, None]).expand(n, 32, 32, 3).contiguous()
+    loader = DeviceLoader(images, torch.arange(n), batch_size=n, device=CUDA, mean=(0, 0, 0), std=(1, 1, 1),
+                          train=True)
+    batch, index = next(iter(loader))  # image i is the constant i + 1; its "label" is i
+    assert batch.shape == (n, 3, 32, 32) and batch.dtype == torch.float32 and batch.is_cuda
+    values = torch.round(batch * 255).long().cpu()
+    source = (index.cpu() + 1)[:, None, None, None]
+    assert bool(((values == 0) | (values == source)).all())  # only the image itself or zero padding
+    inside = (values != 0).sum(dim=(1, 2, 3)) // 3
+    assert int(inside.min()) >= 28 * 28  # a shift of at most 4 px each way keeps >= 28x28 pixels
+    assert int((inside < 32 * 32).sum()) > n // 2  # and most images were shifted
+    assert sorted(index.tolist()) == list(range(n)) # a permutation, none dropped
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_training_on_cuda_learns_like_on_the_cpu(amp):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 3, 8, 8, generator=g)
+    y = (x[:, 0].mean(dim=(1, 2)) > 0).long()  # a learnable rule
+    loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=False, drop_last=True)
+    losses = {}
+    for device in ("cpu", "cuda"):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2)).to(device)
+        if device == "cuda":
+            model.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        stats = [engine.train_one_epoch(model, loader, nn.CrossEntropyLoss(), optimizer, device, amp=amp and
+                                        device == "cuda", progress=False) for _ in range(5)]
+        losses[device] = [s["loss"] for s in stats]
+        result = engine.evaluate(model, loader, device, num_classes=2, progress=False, amp=amp)
+        assert result["accuracy"] > 0.8, (device, result["accuracy"])
+    tolerance = 0.05 if amp else 1e-3  # bf16/fp16 rounding against fp32
+    assert losses["cuda"] == pytest.approx(losses["cpu"], rel=tolerance, abs=tolerance)
+
+
+def test_amp_picks_bf16_or_fp16_with_a_scaler():
+    dtype = engine.amp_dtype(CUDA, amp=True)
+    assert dtype in (torch.bfloat16, torch.float16)
+    assert (engine.make_scaler(CUDA, amp=True) is not None) == (dtype == torch.float16)
+    assert engine.amp_dtype(CUDA, amp=False) is None
+
+
+def test_fit_or_load_on_cuda_resumes_and_reloads_on_the_cpu(tmp_path, capsys):
+    profile = runtime.get_profile("ci", verbose=False)
+    x = torch.randn(64, 3, 8, 8)
+    loader = DataLoader(TensorDataset(x, torch.randint(0, 3, (64,))), batch_size=16, drop_last=True)
+
+    def setup():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 36, 3))
+        return model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    model, optimizer = setup()
+    engine.fit_or_load(model, loader, loader, name="gpu", profile=profile, optimizer=optimizer,
+                       criterion=nn.CrossEntropyLoss(), num_classes=3, device=CUDA, checkpoint_dir=tmp_path)
+    again, optimizer = setup()
+    capsys.readouterr()
+    engine.fit_or_load(again, loader, loader, name="gpu", profile=profile, optimizer=optimizer,
+                       criterion=nn.CrossEntropyLoss(), num_classes=3, device="cpu", checkpoint_dir=tmp_path)
+    assert "Loaded the finished checkpoint" in capsys.readouterr().out
+    for a, b in zip(model.parameters(), again.parameters()):
+        torch.testing.assert_close(a.detach().cpu(), b.detach())
+
+
+def test_check_same_as_on_cuda_models_prints_pass(capsys):
+    mine, reference = vgg.vgg16(width_div=8).to(CUDA), vgg.vgg16(width_div=8).to(CUDA)
+    checks.check_same_as(mine, reference, input_shape=(2, 3, 32, 32))
+    assert capsys.readouterr().out.startswith("PASS")
