@@ -70,6 +70,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
 # by loading an old run. Plain values only: checkpoints load with ``weights_only=True``.
 
 SCHEDULED_KEYS = ("lr", "momentum", "betas")  # a scheduler moves these while training
+PROFILE_KEYS = ("image_size", "train_subset", "width_div", "amp")  # change what is trained on, or how
 
 
 def _plain(value: Any) -> bool:
@@ -79,9 +80,12 @@ def _plain(value: Any) -> bool:
 
 
 def training_plan(model: torch.nn.Module, train_loader: Any, optimizer: torch.optim.Optimizer,
-                  criterion: torch.nn.Module, *, epochs: int, profile: str | None,
+                  criterion: torch.nn.Module, *, epochs: int, profile: Any = None,
                   scheduler: Any = None) -> dict:
-    """The settings that make a run what it is: model, optimizer, schedule, loss, batches, epochs.
+    """The settings that make a run what it is: model, optimizer, schedule, loss, data, epochs.
+
+    ``profile`` (a ``runtime.Profile``) adds its name and the settings that change the training
+    data or arithmetic: ``image_size``, ``train_subset``, ``width_div`` and ``amp``.
 
     Taken BEFORE training, from freshly built objects, so the same lesson cell gives the same plan
     on every run. A scheduled learning rate (or momentum) counts by its starting value
@@ -98,8 +102,9 @@ def training_plan(model: torch.nn.Module, train_loader: Any, optimizer: torch.op
         groups.append(settings)
     loss = {k: v for k, v in sorted(vars(criterion).items()) if not k.startswith("_") and k != "training"
             and _plain(v)}
+    data = {key: getattr(profile, key) for key in PROFILE_KEYS if profile is not None}
     return {
-        "profile": profile, "epochs": epochs,
+        "profile": getattr(profile, "name", None), "epochs": epochs, "data": data,
         "model": f"{type(model).__name__} with {sum(p.numel() for p in model.parameters()):,} parameters",
         "optimizer": type(optimizer).__name__, "param_groups": groups,
         "scheduler": type(scheduler).__name__ if scheduler is not None else None,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -295,8 +295,8 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
     The file is ``(checkpoint_dir or runtime.checkpoint_dir(profile)) / f"{name}.pt"``. A finished
     checkpoint of the same plan is loaded instead of training; a partial one is resumed from its
     last epoch (model, optimizer, scheduler, scaler, history, random state). The plan
-    (``checkpoint.training_plan``) is the profile, epochs, model, optimizer settings, schedule,
-    loss and batches: change the learning rate, say, and the old run does not answer the new
+    (``checkpoint.training_plan``) is the profile and its data settings, epochs, model, optimizer
+    settings, schedule, loss and batches: change the learning rate, say, and the old run does not answer the new
     question. It is then set aside as ``<name>.replaced-<time>.pt`` (never overwritten) and
     training starts from scratch, saying what changed. Returns the history.
     """
@@ -304,7 +304,7 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
     device = torch.device(device) if device is not None else runtime.pick_device()
     path = Path(checkpoint_dir or runtime.checkpoint_dir(profile)) / f"{name}.pt"
     plan = checkpoint.training_plan(model, train_loader, optimizer, criterion, epochs=epochs,
-                                    profile=profile.name, scheduler=scheduler)
+                                    profile=profile, scheduler=scheduler)
     scaler = make_scaler(device, profile.amp)
     start_epoch, history = 0, None
     if path.is_file():
@@ -336,17 +336,23 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
 
 def train_more(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, history: dict,
                optimizer: torch.optim.Optimizer, criterion: nn.Module, device: torch.device | str,
-               num_classes: int, epochs: int = 1, lr: float | None = None, scheduler=None,
-               profile: runtime.Profile | None = None) -> dict:
+               num_classes: int, epochs: int = 1, lr: float | Sequence[float] | None = None,
+               scheduler=None, profile: runtime.Profile | None = None) -> dict:
     """Fine-tune a trained (e.g. just loaded) model for ``epochs`` more; returns the longer history.
 
-    The source course's "load the checkpoint, then train one more epoch". ``lr`` (optional) resets
-    every parameter group's learning rate, since the fit's schedule usually ended near zero. No
-    checkpoint is written, so ``fit_or_load`` keeps loading the same finished run next time.
+    The source course's "load the checkpoint, then train one more epoch". ``lr`` (optional) sets
+    the learning rate, since the fit's schedule usually ended near zero: one number for every
+    parameter group, or one per group (e.g. ``[1e-4, 1e-3]`` keeps an encoder's rate ten times
+    lower than the decoder's). No checkpoint is written, so ``fit_or_load`` keeps loading the same
+    finished run next time.
     """
     if lr is not None:
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        rates = list(lr) if isinstance(lr, Sequence) else [lr] * len(optimizer.param_groups)
+        if len(rates) != len(optimizer.param_groups):
+            raise ValueError(f"train_more(lr=...) got {len(rates)} rates for the optimizer's "
+                             f"{len(optimizer.param_groups)} parameter groups: give one number, or one per group.")
+        for group, rate in zip(optimizer.param_groups, rates):
+            group["lr"] = rate
     done = len(history.get("epoch", []))
     return fit(model, train_loader, val_loader, epochs=done + epochs, optimizer=optimizer,
                criterion=criterion, device=device, num_classes=num_classes, scheduler=scheduler,

@@ -23,6 +23,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 ArrayLike = torch.Tensor | np.ndarray
+LOG_SCALE_SPAN = 10  # plot_history draws losses that span more than this factor on a log axis
 _HISTORY_PANELS = (("loss", ("train_loss", "val_loss")),
                    ("accuracy", ("train_acc", "val_acc", "val_miou")))
 
@@ -78,6 +79,10 @@ def plot_history(history: Mapping[str, Sequence[float]], metrics: Sequence[str] 
             values = [float(v) for v in history[key]]
             ax.plot(range(1, len(values) + 1), values, marker="o", label=key)
         ax.set(xlabel="epoch", title="accuracy / mIoU" if "val_miou" in keys else title)
+        losses = [float(v) for key in keys if key.endswith("loss") for v in history[key]]
+        if losses and min(losses) > 0 and max(losses) / min(losses) > LOG_SCALE_SPAN:
+            ax.set_yscale("log")  # one huge early loss would otherwise flatten every other point
+            ax.set_title(f"{title} (log scale)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils import checkpoint
+from course_utils import checkpoint, runtime
 
 
 def make_state(seed=0):
@@ -80,8 +80,9 @@ def test_training_plan_is_plain_and_survives_a_weights_only_load(tmp_path):
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=10)
     loader = torch.utils.data.DataLoader(list(range(20)), batch_size=4, drop_last=True)
     plan = checkpoint.training_plan(model, loader, optimizer, nn.CrossEntropyLoss(label_smoothing=0.1),
-                                    epochs=3, profile="ci", scheduler=scheduler)
-    assert plan["model"] == "Sequential with 26 parameters"
+                                    epochs=3, profile=runtime.default_profile("ci"), scheduler=scheduler)
+    assert plan["model"] == "Sequential with 26 parameters" and plan["profile"] == "ci"
+    assert plan["data"] == {"image_size": 32, "train_subset": None, "width_div": 8, "amp": False}
     assert (plan["batch_size"], plan["batches_per_epoch"], plan["scheduler"]) == (4, 5, "OneCycleLR")
     assert plan["criterion"] == {"type": "CrossEntropyLoss", "ignore_index": -100, "label_smoothing": 0.1,
                                  "reduction": "mean"}

@@ -221,6 +221,13 @@ def test_a_changed_peak_learning_rate_trains_again(tmp_path, capsys):
     assert "comes from another plan" in out and "max_lr: 0.1 -> 0.2" in out
 
 
+def test_a_changed_profile_setting_trains_again(tmp_path, capsys):
+    run(tmp_path, *setup(seed=0))
+    capsys.readouterr()
+    run(tmp_path, *setup(seed=0), profile=dataclasses.replace(CI, image_size=64))
+    assert "data.image_size: 32 -> 64" in capsys.readouterr().out
+
+
 def test_rerunning_the_cell_after_training_still_loads(tmp_path, capsys, monkeypatch):
     """The same optimizer and scheduler, already stepped by the fit, are still the same plan."""
     model, train_loader, val_loader, optimizer, scheduler = setup(seed=0)
@@ -288,6 +295,19 @@ def test_train_more_continues_the_history(tmp_path, capsys):
     assert more["epoch"] == [1, 2, 3] and more["lr"][-1] == 0.01
     assert history["epoch"] == [1, 2]  # the caller's history is not modified
     assert checkpoint.load(tmp_path / "tiny.pt")["epoch"] == 2  # the fit checkpoint is kept
+
+
+def test_train_more_keeps_discriminative_learning_rates(capsys):
+    model, train_loader, val_loader, *_ = setup(seed=0)
+    optimizer = torch.optim.SGD([{"params": model[0].parameters()}, {"params": model[3].parameters()}], lr=0.1)
+    common = dict(history=engine.new_history(), optimizer=optimizer, criterion=nn.CrossEntropyLoss(), device=CPU,
+                  num_classes=3, profile=CI)
+    engine.train_more(model, train_loader, val_loader, lr=[1e-4, 1e-3], **common)
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-4, 1e-3]
+    engine.train_more(model, train_loader, val_loader, lr=0.01, **common)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.01, 0.01]
+    with pytest.raises(ValueError, match="3 rates for the optimizer's 2 parameter groups"):
+        engine.train_more(model, train_loader, val_loader, lr=[1, 2, 3], **common)
 
 
 def test_segmentation_fit_records_miou(capsys):

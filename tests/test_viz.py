@@ -153,6 +153,15 @@ def test_plot_history_puts_losses_and_accuracies_on_two_axes():
     assert list(loss_ax.lines[0].get_xdata()) == [1, 2, 3]  # epochs count from 1
 
 
+def test_plot_history_puts_losses_of_a_wide_range_on_a_log_axis():
+    steady = viz.plot_history({"train_loss": [2.3, 1.9, 1.5], "val_loss": [2.2, 2.0, 1.7]})
+    assert steady.axes[0].get_yscale() == "linear"
+    wild = viz.plot_history({"train_loss": [2.3, 1.9, 1.5], "val_loss": [85.0, 2.0, 1.7]})  # a first-epoch spike
+    assert wild.axes[0].get_yscale() == "log" and "log scale" in wild.axes[0].get_title()
+    with_acc = viz.plot_history({"val_loss": [85.0, 1.7], "val_acc": [0.01, 0.9]})
+    assert [ax.get_yscale() for ax in with_acc.axes] == ["log", "linear"]  # accuracies stay linear
+
+
 @pytest.mark.parametrize("keys, num_axes", [(["train_loss"], 1), (["val_acc"], 1),
                                             (["train_loss", "val_acc"], 2)])
 def test_plot_history_works_with_missing_keys(keys, num_axes):
