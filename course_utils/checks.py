@@ -78,13 +78,16 @@ def check_close(actual: torch.Tensor, expected: torch.Tensor, name: str = "value
              f"all within tolerance")
 
 
-def check_same_as(mine: nn.Module, reference: nn.Module, input_shape: Sequence[int] | None = (2, 3, 32, 32),
+def check_same_as(mine: nn.Module, reference: nn.Module,
+                  input_shape: Sequence[int] | Sequence[Sequence[int]] | None = (2, 3, 32, 32),
                   seed: int = 0, atol: float = 1e-4) -> None:
     """PASS when ``mine`` has the reference's parameters (same order and shapes) and, with the
     reference's weights copied in, gives the same output for the same seeded input.
 
     Both models are put in ``eval()`` (dropout off, BatchNorm uses running statistics) on the CPU.
-    Pass ``input_shape=None`` to compare parameters only.
+    For a module with several inputs, give one shape per input, e.g. ``Up``'s ``(x, skip)``:
+    ``input_shape=[(2, 64, 8, 12), (2, 32, 17, 25)]``. Pass ``input_shape=None`` to compare
+    parameters only.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # one warning printed in a check cell fails nbval
@@ -118,8 +121,9 @@ def _compare(mine: nn.Module, reference: nn.Module, input_shape, seed: int, atol
         for p, q in zip(ours + our_buffers, theirs + their_buffers):
             p.copy_(q)
         generator = torch.Generator().manual_seed(seed)
-        x = torch.randn(*input_shape, generator=generator)
-        got, expected = mine(x), reference(x)
+        several = isinstance(input_shape[0], Sequence)  # [(N, C, H, W), (N, C2, H2, W2)]: one per input
+        inputs = [torch.randn(*shape, generator=generator) for shape in (input_shape if several else [input_shape])]
+        got, expected = mine(*inputs), reference(*inputs)
     if not isinstance(got, torch.Tensor):
         return f"FAIL got output of type {type(got).__name__} expected a tensor"
     if got.shape != expected.shape:

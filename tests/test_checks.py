@@ -203,6 +203,28 @@ def test_check_same_as_fails_other_output_shape(capsys):
     assert line == "FAIL got output shape (2, 10, 1, 1) expected (2, 10)"
 
 
+class Merge(nn.Module):
+    """A two-input module, like U-Net's Up: a 1x1 conv over the concatenation of x and skip."""
+
+    def __init__(self, skip_first=False):
+        super().__init__()
+        self.conv, self.skip_first = nn.Conv2d(6, 2, 1), skip_first
+
+    def forward(self, x, skip):
+        return self.conv(torch.cat([skip, x] if self.skip_first else [x, skip], dim=1))
+
+
+def test_check_same_as_feeds_one_input_per_shape(capsys):
+    from course_utils.models import unet
+
+    shapes = [(2, 64, 8, 12), (2, 32, 17, 25)]  # Up(x, skip): x is upsampled, then padded to skip's size
+    assert passes(capsys, checks.check_same_as, unet.Up(96, 32), unet.Up(96, 32), input_shape=shapes)
+    assert passes(capsys, checks.check_same_as, Merge(), Merge(), input_shape=[(2, 3, 4, 4), (2, 3, 4, 4)])
+    line = one_line(capsys, checks.check_same_as, Merge(skip_first=True), Merge(), input_shape=[(2, 3, 4, 4)] * 2)
+    assert line.startswith("FAIL got different outputs")  # same parameters, inputs concatenated the other way
+    assert not passes(capsys, checks.check_same_as, Merge(), Merge(), input_shape=(2, 3, 4, 4))  # one input: an error
+
+
 @pytest.mark.parametrize("mine", [None, "model", small_cnn])  # small_cnn: the class, not an instance
 def test_check_same_as_fails_non_module(capsys, mine):
     assert not passes(capsys, checks.check_same_as, mine, small_cnn())
