@@ -20,6 +20,11 @@ models=${GPU_CHECK_MODELS:-vgg16,resnet50}
 data=${GPU_CHECK_DATA:-synthetic}
 status=0
 
+if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "gpu_check: no CUDA GPU visible to $PY: these checks need one (CI and the CPU suite never run them)." >&2
+  exit 2
+fi
+
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; "$PY" -c \
   "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, torch.cuda.get_device_name())"; } \
   2>&1 | tee "$OUT/machine.txt"

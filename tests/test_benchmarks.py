@@ -155,3 +155,16 @@ def test_the_recipe_benchmark_times_what_the_lessons_run(lesson):
 def test_bench_cifar_recipe_rejects_unknown_models(tmp_path):
     with pytest.raises(SystemExit):
         bench_cifar_recipe.main(["--models", "alexnet", "--json", str(tmp_path / "r.json")])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without a GPU")
+def test_gpu_check_says_it_needs_a_gpu(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable})
+    assert done.returncode == 2 and "no CUDA GPU" in done.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing was run or written

@@ -112,16 +112,17 @@ def chromium_path() -> Path:
 
 
 def missing_requirements() -> str | None:
-    """Why the browser run cannot happen here (with the fix), or None when it can."""
+    """Why the browser run cannot happen here (every missing piece, with its fix), or None when it can."""
+    missing = []
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        return 'the playwright package is missing: pip install -e ".[browser]"'
+        missing.append('the playwright package is missing: pip install -e ".[browser]"')
     chromium = chromium_path()
     if not os.access(chromium, os.X_OK):
-        return (f"no Chromium at {chromium}: apt-get install chromium "
-                "(or set COURSE_CHROMIUM to a Chromium binary)")
-    return None
+        missing.append(f"no Chromium at {chromium}: apt-get install chromium "
+                       "(or set COURSE_CHROMIUM to a Chromium binary)")
+    return "; ".join(missing) or None
 
 
 class Phases:
