@@ -44,7 +44,7 @@ from course_utils.data import cifar
 from course_utils.data.device_loader import DeviceLoader
 from course_utils.models import resnet, vgg
 
-from benchmarks.report import write_json
+from benchmarks.report import choose, write_json
 
 MODELS: dict[str, Callable[[int], nn.Module]] = {
     "vgg16": lambda div: vgg.vgg16(width_div=div),  # lesson 01
@@ -147,10 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", type=Path, default=Path("results/benchmarks/bench_cifar_recipe.json"))
     args = parser.parse_args(argv)
 
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    unknown = [n for n in names if n not in MODELS]
-    if unknown:
-        parser.error(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
+    names = choose(parser, args.models, MODELS)
     if args.timed_epochs < 1 or args.epochs < 1:
         parser.error("--epochs and --timed-epochs must be at least 1")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from course_utils import engine, measure
 from course_utils.models import resnet, resnet_unet, unet, vgg
 
-from benchmarks.report import write_json
+from benchmarks.report import choose, write_json
 
 
 @dataclass(frozen=True)
@@ -185,10 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", type=Path, default=Path("results/benchmarks/bench_train_step.json"))
     args = parser.parse_args(argv)
 
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    unknown = [n for n in names if n not in CASES]
-    if unknown:
-        parser.error(f"unknown model(s) {unknown}; choose from {', '.join(CASES)}")
+    names = choose(parser, args.models, CASES)
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     if args.threads:
         torch.set_num_threads(args.threads)

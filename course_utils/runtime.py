@@ -184,6 +184,31 @@ def checkpoint_dir(profile: Profile) -> Path:
     return base / profile.name
 
 
+DRIVE_MOUNT = Path("/content/drive")
+
+
+def keep_checkpoints_on_drive(folder: str = "course/checkpoints") -> Path:
+    """In Colab: mount Google Drive and save checkpoints there (``$COURSE_CHECKPOINTS``).
+
+    Files under ``/content`` vanish when a Colab runtime disconnects; on Drive a finished run is
+    loaded again by the next session and an interrupted one resumes. Returns the folder
+    (``MyDrive/<folder>``; each profile gets its own subfolder, and lesson 04 writes its masks
+    beside it, in ``MyDrive/course/results``). Elsewhere, set
+    ``COURSE_CHECKPOINTS`` yourself.
+    """
+    if "google.colab" not in sys.modules:
+        raise RuntimeError("keep_checkpoints_on_drive() works in Google Colab only; elsewhere set the "
+                           f"{CHECKPOINT_ENV} environment variable to a folder (default: checkpoints/).")
+    from google.colab import drive  # only importable in Colab
+
+    drive.mount(str(DRIVE_MOUNT))  # asks for permission the first time
+    path = DRIVE_MOUNT / "MyDrive" / folder
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ[CHECKPOINT_ENV] = str(path)
+    print(f"Checkpoints are saved to and loaded from Google Drive: {path}/<profile>/")
+    return path
+
+
 def seed_everything(seed: int = 0, deterministic: bool = False) -> None:
     """Seed Python, NumPy and torch (all devices) so runs repeat.
 

@@ -224,3 +224,24 @@ def test_relative_course_data_is_taken_from_the_repository_root(monkeypatch, tmp
     root = runtime.repo_root()
     assert runtime.data_root() == root / "my_data"
     assert runtime.checkpoint_dir(runtime.default_profile("ci")) == root / "my_ckpts" / "ci"
+
+
+def test_keep_checkpoints_on_drive_mounts_and_points_the_course_there(monkeypatch, tmp_path, capsys):
+    mounted = []
+    colab = types.ModuleType("google.colab")
+    colab.drive = types.SimpleNamespace(mount=mounted.append)
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setattr(runtime, "DRIVE_MOUNT", tmp_path / "drive")
+    monkeypatch.setenv(runtime.CHECKPOINT_ENV, str(tmp_path / "before"))  # restored after the test
+    path = runtime.keep_checkpoints_on_drive()
+    assert mounted == [str(tmp_path / "drive")]
+    assert path == tmp_path / "drive" / "MyDrive" / "course" / "checkpoints" and path.is_dir()
+    assert runtime.checkpoint_dir(runtime.default_profile("full")) == path / "full"
+    assert str(path) in capsys.readouterr().out
+
+
+def test_keep_checkpoints_on_drive_outside_colab_says_what_to_do(monkeypatch):
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    with pytest.raises(RuntimeError, match="Colab only.*COURSE_CHECKPOINTS"):
+        runtime.keep_checkpoints_on_drive()
