@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--width-div", type=int, default=1, help="divide model widths (smoke tests only)")
     parser.add_argument("--train-size", type=int, default=50_000, help="synthetic training images")
     parser.add_argument("--test-size", type=int, default=10_000, help="synthetic test images")
+    parser.add_argument("--cudnn-benchmark", action="store_true",
+                        help="let cuDNN time its kernels for these fixed shapes (not what the lessons do: "
+                             "this measures whether they should)")
     parser.add_argument("--json", type=Path, default=Path("results/benchmarks/bench_cifar_recipe.json"))
     args = parser.parse_args(argv)
 
@@ -151,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.timed_epochs < 1 or args.epochs < 1:
         parser.error("--epochs and --timed-epochs must be at least 1")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     print(f"torch {torch.__version__} | {device_line(device)}", flush=True)
     results = []
     for name in names:
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{r['first_epoch_s']:8.2f} {r['steady_epoch_s']:8.2f} {r['eval_s']:7.2f} {r['train_img_s']:11.0f} "
               f"{minutes:>12} {'<=' + format(GOAL_MINUTES, '.0f'):>6} {accuracy:>9} {r['peak_mib']:9.0f}{verdict}")
     report = {"benchmark": "bench_cifar_recipe", "torch": torch.__version__, "device": device_line(device),
-              "results": results}
+              "cudnn_benchmark": args.cudnn_benchmark, "results": results}
     write_json(args.json, report)
     return report
 

@@ -8,7 +8,10 @@
 #   1. the CUDA unit tests (tests/test_gpu.py) and the CPU-only suite's core on this torch;
 #   2. bench_train_step on the GPU: engine (AMP + channels_last + non_blocking) vs the textbook loop;
 #   3. bench_cifar_recipe: the lessons' full recipe, a few epochs on synthetic CIFAR-size data,
-#      projected to 30 epochs (with real CIFAR-10 under data/, add GPU_CHECK_DATA=real: 30 epochs).
+#      projected to 30 epochs (with real CIFAR-10 under data/, add GPU_CHECK_DATA=real: 30 epochs);
+#   4. the same for VGG16 with cudnn.benchmark on, to decide whether the lessons should use it.
+# Files under $OUT: machine.txt, pytest.log and a .log + .json per benchmark (8 files: the device
+# tool brings back at most 8).
 # Uses whatever python3 is there (the lent machine: torch 2.11 / torchvision 0.26, no nbval).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,5 +43,9 @@ echo "== 2. training step: engine vs textbook loop on the GPU"
 echo "== 3. the CIFAR-10 recipe of lessons 01/02 ($data data)"
 "$PY" -m benchmarks.bench_cifar_recipe --models "$models" --data "$data" --timed-epochs 3 \
   --json "$OUT/bench_cifar_recipe.json" 2>&1 | tee "$OUT/bench_cifar_recipe.log" || status=1
+
+echo "== 4. the same for VGG16 with cudnn.benchmark on (should the lessons turn it on?)"
+"$PY" -m benchmarks.bench_cifar_recipe --models vgg16 --data "$data" --timed-epochs 3 --cudnn-benchmark \
+  --json "$OUT/bench_cifar_recipe_cudnn.json" 2>&1 | tee "$OUT/bench_cifar_recipe_cudnn.log" || status=1
 
 exit $status

@@ -129,8 +129,10 @@ def test_bench_cifar_recipe_uses_the_lessons_schedule(tmp_path, monkeypatch, res
         return optimizer, scheduler, criterion
 
     monkeypatch.setattr(bench_cifar_recipe, "recipe", spy)
-    bench_cifar_recipe.main(["--models", "vgg16", *TINY_RECIPE, "--epochs", "30", "--timed-epochs", "1",
-                             "--json", str(tmp_path / "r.json")])
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)  # restored afterwards
+    report = bench_cifar_recipe.main(["--models", "vgg16", *TINY_RECIPE, "--epochs", "30", "--timed-epochs", "1",
+                                      "--cudnn-benchmark", "--json", str(tmp_path / "r.json")])
+    assert report["cudnn_benchmark"] and torch.backends.cudnn.benchmark
     assert seen["total_steps"] == 30 * (64 // 16)
     assert seen["criterion"].label_smoothing == 0.1
     group = seen["group"]
