@@ -16,7 +16,9 @@ What runs is the lessons' ``full`` profile, the same calls as their training cel
   channels_last model, the test set evaluated after every epoch.
 
 ``--data real`` (Colab, or any machine where CIFAR-10 downloads): trains all ``--epochs`` and
-reports the test accuracy (goal >= 93 %) and the wall time (goal <= 15 minutes on one H100).
+reports the test accuracy (goal >= 93 %) and the wall time from loading the data to the last
+epoch's evaluation (goal <= 15 minutes on one H100; download CIFAR-10 first, with
+``cifar.download()``, or the download is timed too).
 ``--data synthetic`` (the default; nothing to download): random uint8 images of the real size,
 50,000 train and 10,000 test. Accuracy means nothing there, so only ``--timed-epochs`` epochs run;
 the first pays for cuDNN's kernel choice and the allocator's warm-up, and the time of ``--epochs``
@@ -88,6 +90,7 @@ def bench_model(name: str, device: torch.device, *, data: str, epochs: int, time
                 batch_size: int, width_div: int, train_size: int, test_size: int) -> dict:
     profile = runtime.get_profile("full", verbose=False,
                                   full={"epochs": epochs, "batch_size": batch_size, "progress": False})
+    wall_start = time.perf_counter()  # real data: the goal's clock includes putting the data on the GPU
     if data == "real":
         train_loader, test_loader = cifar.loaders(profile, device=device)  # downloads on first use
         run_epochs = epochs
@@ -102,6 +105,7 @@ def bench_model(name: str, device: torch.device, *, data: str, epochs: int, time
           f"autocast {engine.amp_dtype(device, profile.amp)}", flush=True)
     history = engine.fit(model, train_loader, test_loader, epochs=run_epochs, optimizer=optimizer,
                          criterion=criterion, device=device, num_classes=10, scheduler=scheduler, profile=profile)
+    wall_seconds = time.perf_counter() - wall_start
     # The test pass alone, once more, to split an epoch's time into training and evaluation.
     measure.synchronize(device)
     start = time.perf_counter()
@@ -111,7 +115,7 @@ def bench_model(name: str, device: torch.device, *, data: str, epochs: int, time
     epoch_seconds = history["epoch_time"]
     steady = statistics.median(epoch_seconds[1:] or epoch_seconds)
     train_images = len(train_loader) * batch_size
-    total = sum(epoch_seconds) if data == "real" else projected_seconds(epoch_seconds, epochs)
+    total = wall_seconds if data == "real" else projected_seconds(epoch_seconds, epochs)
     accuracy = result["accuracy"] if data == "real" else None
     minutes_met = total / 60 <= GOAL_MINUTES
     return dict(
