@@ -73,7 +73,7 @@ def test_training_on_cuda_learns_like_on_the_cpu(amp):
         losses[device] = [s["loss"] for s in stats]
         result = engine.evaluate(model, loader, device, num_classes=2, progress=False, amp=amp)
         assert result["accuracy"] > 0.8, (device, result["accuracy"])
-    tolerance = 0.05 if amp else 1e-3  # bf16/fp16 rounding against fp32
+    tolerance = 0.05 if amp else 0.02  # bf16/fp16 rounding; in fp32, cuDNN's convolutions use TF32 by default
     assert losses["cuda"] == pytest.approx(losses["cpu"], rel=tolerance, abs=tolerance)
 
 
