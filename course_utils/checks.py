@@ -75,7 +75,7 @@ def check_close(actual: torch.Tensor, expected: torch.Tensor, name: str = "value
     bad = int((~torch.isclose(actual.detach().double().cpu(), expected.detach().double().cpu(),
                               atol=atol, rtol=rtol)).sum())
     _verdict(ok, f"{name} match", f"{bad} of {expected.numel()} {name} different",
-             f"all within tolerance")
+             "all within tolerance")
 
 
 def check_same_as(mine: nn.Module, reference: nn.Module,

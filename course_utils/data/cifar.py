@@ -15,12 +15,13 @@ from pathlib import Path
 
 import torch
 import torchvision
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 from torchvision.transforms import v2
 
 from course_utils import runtime
 from course_utils.data import synthetic
 from course_utils.data.device_loader import DeviceLoader
+from course_utils.data.loading import make_loaders, size_text, subset
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -100,14 +101,6 @@ def download(root: str | Path | None = None) -> Path:
     return root / FOLDER
 
 
-def subset(dataset: Dataset, size: int | None, seed: int = 0) -> Dataset:
-    """A fixed random ``Subset`` of ``size`` items (the same every run), or the whole dataset."""
-    if size is None or size >= len(dataset):
-        return dataset
-    indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:size]
-    return Subset(dataset, indices.sort().values.tolist())
-
-
 def datasets(profile: runtime.Profile, root: str | Path | None = None,
              download: bool = True) -> tuple[Dataset, Dataset]:
     """(train, test) CIFAR-10 datasets for this profile, with transforms and subsets applied.
@@ -132,28 +125,6 @@ def datasets(profile: runtime.Profile, root: str | Path | None = None,
         train = _open_real(root, train=True, transform=train_transform(), download=download)
         test = _open_real(root, train=False, transform=eval_transform(), download=False)
     return subset(train, profile.train_subset), subset(test, profile.eval_subset)
-
-
-def size_text(dataset: Dataset) -> str:
-    """Item count for the summary line: '1,024 of 50,000' for a subset, '10,000' otherwise."""
-    full = dataset.dataset if isinstance(dataset, Subset) else dataset
-    return f"{len(dataset):,}" + (f" of {len(full):,}" if len(full) != len(dataset) else "")
-
-
-def make_loaders(train: Dataset, test: Dataset, profile: runtime.Profile,
-                 seed: int = 0) -> tuple[DataLoader, DataLoader]:
-    """(train_loader, test_loader): the training one shuffles (seeded) and drops the last batch.
-
-    ``drop_last``: BatchNorm cannot train on a batch of one. Also used by ``voc.loaders``.
-    """
-    if len(train) < profile.batch_size:
-        raise ValueError(f"The training set has {len(train)} images, fewer than one batch of "
-                         f"{profile.batch_size}; lower batch_size or raise train_subset.")
-    common = dict(batch_size=profile.batch_size, num_workers=profile.num_workers,
-                  pin_memory=torch.cuda.is_available(), persistent_workers=profile.num_workers > 0)
-    train_loader = DataLoader(train, shuffle=True, drop_last=True,
-                              generator=torch.Generator().manual_seed(seed), **common)
-    return train_loader, DataLoader(test, shuffle=False, **common)
 
 
 def device_loaders(train: Dataset, test: Dataset, profile: runtime.Profile, device: torch.device | str,

@@ -31,7 +31,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from course_utils import runtime
-from course_utils.data import cifar, synthetic
+from course_utils.data import cifar, loading, synthetic
 
 ANNOTATIONS = "annotations.json"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -222,14 +222,14 @@ def datasets(profile: runtime.Profile, root: str | Path | None = None, val_fract
     train, _ = split(train_view, val_fraction, seed)
     _, val = split(eval_view, val_fraction, seed)
     test = UnlabeledImageFolder(root / "test", transform=eval_transform(size))
-    return cifar.subset(train, profile.train_subset, seed), cifar.subset(val, profile.eval_subset, seed), test
+    return loading.subset(train, profile.train_subset, seed), loading.subset(val, profile.eval_subset, seed), test
 
 
 def loaders(profile: runtime.Profile, root: str | Path | None = None, val_fraction: float = 0.2,
             augment: bool = True, seed: int = 0) -> tuple[DataLoader, DataLoader, DataLoader]:
     """(train_loader, val_loader, test_loader); prints one line saying which data is used."""
     train, val, test = datasets(profile, root, val_fraction=val_fraction, augment=augment, seed=seed)
-    train_loader, val_loader = cifar.make_loaders(train, val, profile, seed=seed)
+    train_loader, val_loader = loading.make_loaders(train, val, profile, seed=seed)
     test_loader = DataLoader(test, batch_size=profile.batch_size, shuffle=False,
                              num_workers=profile.num_workers, pin_memory=torch.cuda.is_available())
     print(f"Image folder {test.root.parent}: {len(train):,} train / {len(val):,} validation / "
@@ -313,6 +313,6 @@ def export_cifar10(root: str | Path | None = None, num_train: int = 5000, num_te
         cifar.download(data)
     train = cifar._open_real(data, train=True, transform=None, download=False)
     test = cifar._open_real(data, train=False, transform=None, download=False)
-    export_torchvision_dataset(cifar.subset(train, num_train, seed), root / "train", cifar.CIFAR10_CLASSES)
-    export_torchvision_dataset(cifar.subset(test, num_test, seed), root / "test", labeled=False)
+    export_torchvision_dataset(loading.subset(train, num_train, seed), root / "train", cifar.CIFAR10_CLASSES)
+    export_torchvision_dataset(loading.subset(test, num_test, seed), root / "test", labeled=False)
     return root

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from course_utils import runtime
 from course_utils.data import synthetic
-from course_utils.data.cifar import make_loaders, size_text, subset
+from course_utils.data.loading import make_loaders, size_text, subset
 from course_utils.metrics import IGNORE_INDEX  # 255 = "void": object borders and hard pixels, never counted
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",

@@ -1,0 +1,43 @@
+"""What every dataset of the course shares: fixed subsets, loaders, and the size line they print.
+
+``cifar``, ``voc`` and ``folder`` build their datasets, then come here for the same seeded subset
+(``profile.train_subset``) and the same loader settings (shuffle with a seeded generator,
+``drop_last`` for training, pinned memory on CUDA).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from course_utils import runtime
+
+
+def subset(dataset: Dataset, size: int | None, seed: int = 0) -> Dataset:
+    """A fixed random ``Subset`` of ``size`` items (the same every run), or the whole dataset."""
+    if size is None or size >= len(dataset):
+        return dataset
+    indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:size]
+    return Subset(dataset, indices.sort().values.tolist())
+
+
+def size_text(dataset: Dataset) -> str:
+    """Item count for the summary line: '1,024 of 50,000' for a subset, '10,000' otherwise."""
+    full = dataset.dataset if isinstance(dataset, Subset) else dataset
+    return f"{len(dataset):,}" + (f" of {len(full):,}" if len(full) != len(dataset) else "")
+
+
+def make_loaders(train: Dataset, test: Dataset, profile: runtime.Profile,
+                 seed: int = 0) -> tuple[DataLoader, DataLoader]:
+    """(train_loader, test_loader): the training one shuffles (seeded) and drops the last batch.
+
+    ``drop_last``: BatchNorm cannot train on a batch of one. Used by the CIFAR, VOC and folder loaders.
+    """
+    if len(train) < profile.batch_size:
+        raise ValueError(f"The training set has {len(train)} images, fewer than one batch of "
+                         f"{profile.batch_size}; lower batch_size or raise train_subset.")
+    common = dict(batch_size=profile.batch_size, num_workers=profile.num_workers,
+                  pin_memory=torch.cuda.is_available(), persistent_workers=profile.num_workers > 0)
+    train_loader = DataLoader(train, shuffle=True, drop_last=True,
+                              generator=torch.Generator().manual_seed(seed), **common)
+    return train_loader, DataLoader(test, shuffle=False, **common)
