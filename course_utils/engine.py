@@ -296,9 +296,9 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
     checkpoint of the same plan is loaded instead of training; a partial one is resumed from its
     last epoch (model, optimizer, scheduler, scaler, history, random state). The plan
     (``checkpoint.training_plan``) is the profile and its data settings, epochs, model, optimizer
-    settings, schedule, loss and batches: change the learning rate, say, and the old run does not answer the new
-    question. It is then set aside as ``<name>.replaced-<time>.pt`` (never overwritten) and
-    training starts from scratch, saying what changed. Returns the history.
+    settings, schedule, loss and batches: change the learning rate, say, and the old run does not
+    answer the new question. It is then set aside as ``<name>.replaced-<time>.pt`` (never
+    overwritten) and training starts from scratch, saying what changed. Returns the history.
     """
     epochs = epochs if epochs is not None else profile.epochs
     device = torch.device(device) if device is not None else runtime.pick_device()
