@@ -32,7 +32,6 @@ size. It is not part of the test suite.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from course_utils.data import cifar
 from course_utils.data.device_loader import DeviceLoader
 from course_utils.models import resnet, vgg
 
+from benchmarks.bench_train_step import machine_line
 from benchmarks.report import choose, write_json
 
 MODELS: dict[str, Callable[[int], nn.Module]] = {
@@ -131,10 +131,7 @@ def bench_model(name: str, device: torch.device, *, data: str, epochs: int, time
 
 
 def device_line(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"GPU {torch.cuda.get_device_name(device)}"
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f"CPU, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, load average {load}"
+    return f"GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else f"CPU, {machine_line()}"
 
 
 def main(argv: list[str] | None = None) -> dict:

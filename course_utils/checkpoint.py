@@ -138,10 +138,9 @@ def plan_differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
 def set_aside(path: str | os.PathLike) -> Path:
     """Rename ``path`` to ``<stem>.replaced-<time>.pt`` so a new run never overwrites an old one."""
     path = Path(path)
-    target = path.with_name(f"{path.stem}.replaced-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
-    n = 1
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target, n = path.with_name(f"{path.stem}.replaced-{stamp}{path.suffix}"), 1
     while target.exists():  # two set-asides within one second
-        target = path.with_name(f"{path.stem}.replaced-{time.strftime('%Y%m%d-%H%M%S')}-{n}{path.suffix}")
-        n += 1
+        target, n = path.with_name(f"{path.stem}.replaced-{stamp}-{n}{path.suffix}"), n + 1
     os.replace(path, target)
     return target
