@@ -29,6 +29,7 @@ import torch
 PROFILE_ENV = "COURSE_PROFILE"
 DATA_ENV = "COURSE_DATA"
 CHECKPOINT_ENV = "COURSE_CHECKPOINTS"
+RESULTS_ENV = "COURSE_RESULTS"
 PROFILE_NAMES = ("full", "quick", "ci")
 
 
@@ -162,6 +163,12 @@ def _from_env(variable: str) -> Path | None:
     return path if path.is_absolute() else (repo_root() or Path.home()) / path
 
 
+def _course_home() -> Path:
+    """The checkout, or ``~/course_data`` when the package is installed without one (e.g. Colab)."""
+    root = repo_root()
+    return root if root is not None else Path.home() / "course_data"
+
+
 def data_root() -> Path:
     """Where datasets live: ``$COURSE_DATA``, else ``<repo>/data`` (never the working directory)."""
     if _from_env(DATA_ENV) is not None:
@@ -177,11 +184,17 @@ def checkpoint_dir(profile: Profile) -> Path:
 
     ``$COURSE_CHECKPOINTS`` moves the folder (in Colab: a Google Drive folder survives disconnects).
     """
-    base = _from_env(CHECKPOINT_ENV)
-    if base is None:
-        root = repo_root()
-        base = (root if root is not None else Path.home() / "course_data") / "checkpoints"
-    return base / profile.name
+    return (_from_env(CHECKPOINT_ENV) or _course_home() / "checkpoints") / profile.name
+
+
+def results_dir(profile: Profile, lesson: str) -> Path:
+    """``results/<lesson>/<profile>/``, created: files a lesson writes for you to keep (masks, CSVs).
+
+    ``$COURSE_RESULTS`` moves the ``results`` folder; ``keep_checkpoints_on_drive`` points it at Drive.
+    """
+    path = (_from_env(RESULTS_ENV) or _course_home() / "results") / lesson / profile.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 DRIVE_MOUNT = Path("/content/drive")
@@ -192,8 +205,8 @@ def keep_checkpoints_on_drive(folder: str = "course/checkpoints") -> Path:
 
     Files under ``/content`` vanish when a Colab runtime disconnects; on Drive a finished run is
     loaded again by the next session and an interrupted one resumes. Returns the folder
-    (``MyDrive/<folder>``; each profile gets its own subfolder, and lesson 04 writes its masks
-    beside it, in ``MyDrive/course/results``). Elsewhere, set
+    (``MyDrive/<folder>``; each profile gets its own subfolder). The lessons' results
+    (``$COURSE_RESULTS``) go beside it, to ``MyDrive/course/results``. Elsewhere, set
     ``COURSE_CHECKPOINTS`` yourself.
     """
     if "google.colab" not in sys.modules:
@@ -205,7 +218,9 @@ def keep_checkpoints_on_drive(folder: str = "course/checkpoints") -> Path:
     path = DRIVE_MOUNT / "MyDrive" / folder
     path.mkdir(parents=True, exist_ok=True)
     os.environ[CHECKPOINT_ENV] = str(path)
-    print(f"Checkpoints are saved to and loaded from Google Drive: {path}/<profile>/")
+    os.environ[RESULTS_ENV] = str(path.parent / "results")
+    print(f"Checkpoints are saved to and loaded from Google Drive: {path}/<profile>/ "
+          f"(results: {path.parent / 'results'}/)")
     return path
 
 

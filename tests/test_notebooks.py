@@ -65,6 +65,7 @@ def _graded_cells(nb) -> list[int]:
 def test_student_copy_fails_exactly_its_check_cells(path, tmp_path, monkeypatch):
     """A released copy, run as submitted, loses every question and breaks nothing else."""
     monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path))  # train here; never load the repo's checkpoints
+    monkeypatch.setenv("COURSE_RESULTS", str(tmp_path / "results"))
     result = grade.grade(path, NOTEBOOKS, timeout=300)
     assert result.total > 0
     assert result.score == 0, grade.format_table(result)

@@ -226,6 +226,15 @@ def test_relative_course_data_is_taken_from_the_repository_root(monkeypatch, tmp
     assert runtime.checkpoint_dir(runtime.default_profile("ci")) == root / "my_ckpts" / "ci"
 
 
+def test_results_dir_is_made_per_lesson_and_profile_and_follows_course_results(monkeypatch, tmp_path):
+    quick = runtime.default_profile("quick")
+    monkeypatch.setenv(runtime.RESULTS_ENV, str(tmp_path / "kept"))
+    path = runtime.results_dir(quick, "04_unet")
+    assert path == tmp_path / "kept" / "04_unet" / "quick" and path.is_dir()
+    monkeypatch.setenv(runtime.CHECKPOINT_ENV, str(tmp_path / "elsewhere"))  # results do not follow checkpoints
+    assert runtime.results_dir(quick, "04_unet") == path
+
+
 def test_keep_checkpoints_on_drive_mounts_and_points_the_course_there(monkeypatch, tmp_path, capsys):
     mounted = []
     colab = types.ModuleType("google.colab")
@@ -233,11 +242,13 @@ def test_keep_checkpoints_on_drive_mounts_and_points_the_course_there(monkeypatc
     monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
     monkeypatch.setitem(sys.modules, "google.colab", colab)
     monkeypatch.setattr(runtime, "DRIVE_MOUNT", tmp_path / "drive")
-    monkeypatch.setenv(runtime.CHECKPOINT_ENV, str(tmp_path / "before"))  # restored after the test
+    monkeypatch.setenv(runtime.CHECKPOINT_ENV, str(tmp_path / "before"))  # both restored after the test
+    monkeypatch.setenv(runtime.RESULTS_ENV, str(tmp_path / "before"))
     path = runtime.keep_checkpoints_on_drive()
     assert mounted == [str(tmp_path / "drive")]
     assert path == tmp_path / "drive" / "MyDrive" / "course" / "checkpoints" and path.is_dir()
     assert runtime.checkpoint_dir(runtime.default_profile("full")) == path / "full"
+    assert runtime.results_dir(runtime.default_profile("full"), "04_unet") == path.parent / "results" / "04_unet" / "full"
     assert str(path) in capsys.readouterr().out
 
 
