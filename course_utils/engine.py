@@ -206,18 +206,32 @@ def new_history() -> dict:
     return {key: [] for key in HISTORY_KEYS}
 
 
-def _rng_state() -> dict:
+def _loader_generator(loader: Iterable) -> torch.Generator | None:
+    """The training loader's own generator (shuffling, augmentation, worker seeds), if it has one."""
+    generator = getattr(loader, "generator", None)  # DataLoader(generator=...) and DeviceLoader
+    return generator if isinstance(generator, torch.Generator) else None
+
+
+def _rng_state(train_loader: Iterable) -> dict:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    generator = _loader_generator(train_loader)
+    if generator is not None:
+        state["loader"] = generator.get_state()
     return state
 
 
-def _set_rng_state(state: dict) -> None:
-    """Restore the generators so a resumed run shuffles and drops out exactly like an uninterrupted one."""
+def _set_rng_state(state: dict, train_loader: Iterable) -> None:
+    """Restore the generators so a resumed run shuffles, augments and drops out exactly like an
+    uninterrupted one: the global ones, and the training loader's own, which a re-run cell rebuilt
+    from its seed (it would replay epoch 1's order)."""
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
+    generator = _loader_generator(train_loader)
+    if generator is not None and "loader" in state:
+        generator.set_state(state["loader"])
 
 
 def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epochs: int,
@@ -267,7 +281,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
                 scaler=scaler.state_dict() if scaler is not None else None,
                 epoch=epoch + 1, epochs=epochs, history=history,
                 profile=profile.name if profile is not None else None, finished=finished,
-                rng=_rng_state(), plan=plan)
+                rng=_rng_state(train_loader), plan=plan)
     return history
 
 
@@ -325,7 +339,7 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
                 print(f"Loaded the finished checkpoint {path} ({state['epoch']} epochs); "
                       f"delete it to train again.", flush=True)
                 return state["history"]
-            _set_rng_state(state["rng"])
+            _set_rng_state(state["rng"], train_loader)
             start_epoch, history = state["epoch"], state["history"]
             print(f"Resuming {path} after epoch {start_epoch} of {epochs}.", flush=True)
     return fit(model, train_loader, val_loader, epochs=epochs, optimizer=optimizer, criterion=criterion,

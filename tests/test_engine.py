@@ -8,6 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from course_utils import checkpoint, engine, runtime
+from course_utils.data.loading import make_loaders
 
 CPU = torch.device("cpu")
 CI = runtime.default_profile("ci")  # no amp, no progress bars, 2 epochs
@@ -127,8 +128,44 @@ def test_scheduler_steps_per_iteration():
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.5 ** steps)
 
 
-def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
-    whole = run(tmp_path / "whole", *setup(seed=0))
+class JitteredBlobs(torch.utils.data.Dataset):
+    """``blobs`` with fresh random noise on every read: augmentation, drawn wherever the item is loaded."""
+
+    def __init__(self, n=120, seed=0):
+        self.points = blobs(n, seed)
+
+    def __len__(self):
+        return len(self.points)
+
+    def __getitem__(self, i):
+        point, label = self.points[i]
+        return point + 0.5 * torch.randn(2), label
+
+
+def course_setup(seed=0, num_workers=0, epochs=2):
+    """Like ``setup``, with the lessons' loaders: their own seeded generator, workers, augmentation."""
+    torch.manual_seed(seed)
+    model = classifier()
+    profile = dataclasses.replace(CI, num_workers=num_workers)
+    train_loader, val_loader = make_loaders(JitteredBlobs(), blobs(60, seed=1), profile)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1,
+                                                    total_steps=epochs * len(train_loader))
+    return model, train_loader, val_loader, optimizer, scheduler
+
+
+@pytest.mark.parametrize("loaders", ["plain", "course", "course, 2 workers"])
+def test_resume_equals_uninterrupted(loaders, tmp_path, monkeypatch):
+    """Interrupted in epoch 2 and re-run in a fresh kernel: the same history and weights.
+
+    The course's loaders carry their own generator (rebuilt from its seed when the cell runs
+    again) and draw augmentations in worker processes: both must continue, not restart."""
+    if loaders == "plain":
+        setup_run = setup
+    else:
+        workers = 2 if "workers" in loaders else 0
+        setup_run = lambda seed: course_setup(seed, num_workers=workers)  # noqa: E731
+    whole = run(tmp_path / "whole", *setup_run(seed=0))
 
     real = engine.train_one_epoch
     calls = []
@@ -141,16 +178,16 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
 
     monkeypatch.setattr(engine, "train_one_epoch", dies_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "split", *setup(seed=0))
+        run(tmp_path / "split", *setup_run(seed=0))
     monkeypatch.undo()
     partial = checkpoint.load(tmp_path / "split" / "tiny.pt")
     assert (partial["epoch"], partial["finished"]) == (1, False)
 
     torch.manual_seed(123)  # a fresh kernel: other random state, everything must come from the file
-    model, *rest = setup(seed=7)
+    model, *rest = setup_run(seed=7)
     resumed = run(tmp_path / "split", model, *rest)
     assert without_times(resumed) == without_times(whole)
-    reference, *_ = setup(seed=0)
+    reference, *_ = setup_run(seed=0)
     reference.load_state_dict(checkpoint.load(tmp_path / "whole" / "tiny.pt")["model"])
     for mine, theirs in zip(model.parameters(), reference.parameters()):
         assert torch.equal(mine, theirs)

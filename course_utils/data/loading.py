@@ -36,8 +36,11 @@ def make_loaders(train: Dataset, test: Dataset, profile: runtime.Profile,
     if len(train) < profile.batch_size:
         raise ValueError(f"The training set has {len(train)} images, fewer than one batch of "
                          f"{profile.batch_size}; lower batch_size or raise train_subset.")
+    # Workers start anew each epoch (no persistent_workers), seeded from the loader's generator:
+    # the epoch's shuffle and augmentations then follow from that generator alone, which a
+    # checkpoint saves, so a resumed run repeats an uninterrupted one.
     common = dict(batch_size=profile.batch_size, num_workers=profile.num_workers,
-                  pin_memory=torch.cuda.is_available(), persistent_workers=profile.num_workers > 0)
+                  pin_memory=torch.cuda.is_available())
     train_loader = DataLoader(train, shuffle=True, drop_last=True,
                               generator=torch.Generator().manual_seed(seed), **common)
     return train_loader, DataLoader(test, shuffle=False, **common)
