@@ -117,7 +117,7 @@ def _compare(mine: nn.Module, reference: nn.Module, input_shape, seed: int, atol
     if input_shape is None:
         return f"PASS same parameters as reference ({sum(p.numel() for p in ours):,})"
     with torch.no_grad():
-        _randomize_norms(reference, seed)  # a fresh BatchNorm is the identity in eval(): order would not matter
+        randomize_batchnorm(reference, seed)  # a fresh BatchNorm is the identity in eval(): order would not matter
         for p, q in zip(ours + our_buffers, theirs + their_buffers):
             p.copy_(q)
         generator = torch.Generator().manual_seed(seed)
@@ -133,8 +133,13 @@ def _compare(mine: nn.Module, reference: nn.Module, input_shape, seed: int, atol
     return "PASS same parameters and output as reference"
 
 
-def _randomize_norms(model: nn.Module, seed: int) -> None:
-    """Give every BatchNorm seeded scale, shift and statistics near 1 and 0 (as after training)."""
+@torch.no_grad()
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm seeded scale, shift and statistics near 1 and 0 (as after training).
+
+    A fresh BatchNorm in ``eval()`` is the identity, so a check on a fresh model cannot tell
+    whether a BatchNorm was applied, or in which order; after this call it can. Returns the model.
+    """
     generator = torch.Generator().manual_seed(seed)
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._NormBase):
@@ -143,3 +148,4 @@ def _randomize_norms(model: nn.Module, seed: int) -> None:
                 if tensor is not None:
                     draw = torch.rand(tensor.shape, generator=generator)
                     tensor.copy_(draw + 0.5 if name in ("weight", "running_var") else draw - 0.5)
+    return model
