@@ -84,6 +84,9 @@ def training_plan(model: torch.nn.Module, train_loader: Any, optimizer: torch.op
                   scheduler: Any = None) -> dict:
     """The settings that make a run what it is: model, optimizer, schedule, loss, data, epochs.
 
+    The loss counts with its settings and buffers (e.g. ``CrossEntropyLoss(weight=...)``), the
+    data with its batches and the training set's size (``len(train_loader.dataset)``).
+
     ``profile`` (a ``runtime.Profile``) adds its name and the settings that change the training
     data or arithmetic: ``image_size``, ``train_subset``, ``width_div`` and ``amp``.
 
@@ -102,6 +105,9 @@ def training_plan(model: torch.nn.Module, train_loader: Any, optimizer: torch.op
         groups.append(settings)
     loss = {k: v for k, v in sorted(vars(criterion).items()) if not k.startswith("_") and k != "training"
             and _plain(v)}
+    for name, buffer in criterion._buffers.items():  # class weights; None too: adding them is a change
+        loss[name] = None if buffer is None else [round(x, 6) for x in buffer.flatten().tolist()]
+    dataset = getattr(train_loader, "dataset", None)
     data = {key: getattr(profile, key) for key in PROFILE_KEYS if profile is not None}
     return {
         "profile": getattr(profile, "name", None), "epochs": epochs, "data": data,
@@ -111,6 +117,7 @@ def training_plan(model: torch.nn.Module, train_loader: Any, optimizer: torch.op
         "criterion": {"type": type(criterion).__name__, **loss},
         "batch_size": getattr(train_loader, "batch_size", None),
         "batches_per_epoch": len(train_loader) if hasattr(train_loader, "__len__") else None,
+        "train_size": len(dataset) if hasattr(dataset, "__len__") else None,
     }
 
 

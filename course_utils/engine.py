@@ -63,11 +63,22 @@ def _check_model_device(model: nn.Module, device: torch.device) -> None:
                            f"call model.to(device) first (engine.fit does it for you).")
 
 
+def _check_images(images: torch.Tensor) -> None:
+    """Fail early on integer images (a conv would fail deep inside with "Input type ... and bias type")."""
+    if not images.is_floating_point():
+        raise ValueError(f"Images must be floating point, got {images.dtype} {tuple(images.shape)}: "
+                         f"were ToDtype and normalisation forgotten? Add e.g. v2.ToDtype(torch.float32, "
+                         f"scale=True) and v2.Normalize(mean, std) to the dataset's transform.")
+
+
 def _check_batch(logits: torch.Tensor, targets: torch.Tensor, num_classes: int | None) -> None:
     """Fail early with both shapes instead of a deep error inside the loss."""
     problem = None
     if targets.is_floating_point():
         problem = f"targets must be int64 class indices, got {targets.dtype}"
+    elif targets.dtype != torch.int64:
+        problem = (f"targets must be int64 (torch.long) class indices, got {targets.dtype}: "
+                   f"convert them, e.g. ToDtype({{tv_tensors.Mask: torch.int64, ...}}) or targets.long()")
     elif logits.dim() != targets.dim() + 1 or logits.shape[0] != targets.shape[0] \
             or logits.shape[2:] != targets.shape[1:]:
         problem = "expected logits (N, C) with labels (N,), or logits (N, C, H, W) with masks (N, H, W)"
@@ -76,6 +87,30 @@ def _check_batch(logits: torch.Tensor, targets: torch.Tensor, num_classes: int |
     if problem:
         raise ValueError(f"Model output {tuple(logits.shape)} does not fit targets "
                          f"{tuple(targets.shape)}: {problem}.")
+
+
+def _check_labels(targets: torch.Tensor, num_classes: int, ignore_index: int) -> None:
+    """Fail early on labels outside ``[0, num_classes)`` that the loss does not ignore.
+
+    On CUDA such a label is a device-side assert that kills the kernel. One sync: the first batch only.
+    """
+    bad = ((targets < 0) | (targets >= num_classes)) & (targets != ignore_index)
+    if not bad.any():
+        return
+    values = targets[bad].unique()[:5].tolist()
+    if IGNORE_INDEX in values:
+        fix = (f"{IGNORE_INDEX} marks VOC's void border (object outlines), which the loss must skip: "
+               f"use criterion=engine.loss_for_segmentation() (or nn.CrossEntropyLoss(ignore_index=255))")
+    else:
+        fix = (f"the model outputs {num_classes} classes: give its last layer as many outputs as the "
+               f"dataset has classes, or check the labels")
+    raise ValueError(f"Targets hold {values}, expected class indices 0..{num_classes - 1} "
+                     f"(or {ignore_index}, which is ignored): {fix}.")
+
+
+def _ignore_index(criterion: nn.Module | None) -> int:
+    """The label the loss skips (nn.CrossEntropyLoss: ``ignore_index``); without one, metrics' 255."""
+    return getattr(criterion, "ignore_index", IGNORE_INDEX)
 
 
 def _place(model: nn.Module, device: torch.device) -> None:
@@ -115,11 +150,14 @@ def train_one_epoch(model: nn.Module, loader: Iterable, criterion: nn.Module,
     correct = torch.zeros((), dtype=torch.long, device=device)
     counted = torch.zeros((), dtype=torch.long, device=device)
     num_images = 0
-    for images, targets in _progress(loader, progress, f"epoch {epoch + 1} train"):
+    for i, (images, targets) in enumerate(_progress(loader, progress, f"epoch {epoch + 1} train")):
         images, targets = _to_device(images, targets, device)
+        _check_images(images)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(images)  # (N, C) or (N, C, H, W)
             _check_batch(logits, targets, num_classes)
+            if i == 0:
+                _check_labels(targets, logits.shape[1], _ignore_index(criterion))
             loss = criterion(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -164,9 +202,12 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str, num
         if max_batches is not None and i >= max_batches:
             break
         images, targets = _to_device(images, targets, device)
+        _check_images(images)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(images)  # (N, C) or (N, C, H, W)
             _check_batch(logits, targets, num_classes)
+            if i == 0:
+                _check_labels(targets, logits.shape[1], _ignore_index(criterion))
             if criterion is not None:
                 loss_sum += criterion(logits, targets).float() * images.shape[0]
         matrix.update(logits.argmax(1), targets)  # (N,) or (N, H, W)
@@ -197,7 +238,7 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | str,
             break
         images, _ = _to_device(images, targets, device)
         all_preds.append(model(images).argmax(1).cpu())  # (N,) or (N, H, W)
-        all_targets.append(targets)
+        all_targets.append(targets.cpu())  # a DeviceLoader's targets are on the GPU
     return torch.cat(all_preds), torch.cat(all_targets)
 
 

@@ -8,7 +8,7 @@ device synchronised before each clock read.
 from __future__ import annotations
 
 import gc
-import resource
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -65,12 +65,18 @@ def time_step(model: nn.Module, input_shape: Sequence[int], device: torch.device
 
     A training step is forward, cross-entropy loss, backward and an SGD step. Targets are
     ``(N,)`` class indices, or ``target_shape`` (e.g. ``(N, H, W)`` for segmentation).
+    The model is left in the train/eval mode it came in with.
     """
     device = torch.device(device)
     model = model.to(device)
+    modes = [module.training for module in model.modules()]  # restored at the end
     images = torch.randn(*input_shape, device=device)
-    if num_classes is None:
-        num_classes = model(images[:1]).shape[1] if train else 1
+    if num_classes is None and not train:
+        num_classes = 1  # forward only: the targets are not used
+    elif num_classes is None:  # ask the model; in eval, so BatchNorm's running statistics stay
+        model.eval()
+        with torch.no_grad():
+            num_classes = model(images[:1]).shape[1]
     targets = torch.randint(0, num_classes, tuple(target_shape or input_shape[:1]), device=device)
     optimizer = (make_optimizer or (lambda m: torch.optim.SGD(m.parameters(), lr=1e-3)))(model) if train else None
     criterion = nn.CrossEntropyLoss()
@@ -97,16 +103,24 @@ def time_step(model: nn.Module, input_shape: Sequence[int], device: torch.device
         synchronize(device)
         if step >= warmup:
             times.append(time.perf_counter() - start)
-    model.eval()
+    for module, training in zip(model.modules(), modes):
+        module.training = training  # the mode the model came in with, module by module
     seconds = _median(times)
     return StepTiming(seconds, input_shape[0] / seconds)
 
 
 def peak_memory_mib(device: torch.device | str) -> float:
-    """Peak memory so far: CUDA's max allocated bytes, or the process's peak RSS on the CPU."""
+    """Peak memory so far: CUDA's max allocated bytes, or the process's peak RSS on the CPU.
+
+    NaN where the system cannot tell (Windows has no ``resource`` module); it prints as "nan".
+    """
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource  # Unix only: imported here so that importing measure works on Windows
+    except ImportError:
+        return math.nan
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 

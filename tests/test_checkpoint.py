@@ -85,7 +85,8 @@ def test_training_plan_is_plain_and_survives_a_weights_only_load(tmp_path):
     assert plan["data"] == {"image_size": 32, "train_subset": None, "width_div": 8, "amp": False}
     assert (plan["batch_size"], plan["batches_per_epoch"], plan["scheduler"]) == (4, 5, "OneCycleLR")
     assert plan["criterion"] == {"type": "CrossEntropyLoss", "ignore_index": -100, "label_smoothing": 0.1,
-                                 "reduction": "mean"}
+                                 "reduction": "mean", "weight": None}
+    assert plan["train_size"] == 20
     group = plan["param_groups"][0]
     assert group["base_lr"] == pytest.approx(0.1 / 25) and group["max_lr"] == 0.1  # OneCycle's start and peak
     assert group["nesterov"] is True and group["weight_decay"] == 5e-4 and group["parameters"] == 26
@@ -101,6 +102,22 @@ def test_plan_differences_name_each_change():
     assert checkpoint.plan_differences(a, a) == []
     # a key only one side has (an option added by another torch version) is no difference
     assert checkpoint.plan_differences({"epochs": 2}, {"epochs": 2, "new_option": 1}) == []
+
+
+def test_plan_tells_datasets_of_the_same_batch_count_and_loss_weights_apart():
+    model = nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def plan(n, criterion):
+        loader = torch.utils.data.DataLoader(list(range(n)), batch_size=4, drop_last=True)
+        return checkpoint.training_plan(model, loader, optimizer, criterion, epochs=1)
+
+    plain = plan(20, nn.CrossEntropyLoss())
+    weighted = plan(22, nn.CrossEntropyLoss(weight=torch.tensor([0.1, 2.0])))  # 5 batches of 4 as well
+    assert plain["batches_per_epoch"] == weighted["batches_per_epoch"] == 5
+    assert weighted["criterion"]["weight"] == [0.1, 2.0]  # rounded: float32's 0.1 reads 0.1
+    assert checkpoint.plan_differences(plain, weighted) == ["criterion.weight: None -> [0.1, 2.0]",
+                                                            "train_size: 20 -> 22"]
 
 
 def test_set_aside_never_overwrites(tmp_path):

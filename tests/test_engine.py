@@ -287,6 +287,27 @@ def test_a_checkpoint_without_a_plan_loads_when_epochs_and_profile_match(tmp_pat
     assert "Loaded the finished checkpoint" in capsys.readouterr().out
 
 
+def test_another_dataset_of_the_same_batch_count_trains_again(tmp_path, capsys):
+    run(tmp_path, *setup(seed=0))
+    model, train_loader, val_loader, optimizer, scheduler = setup(seed=0)
+    other = DataLoader(blobs(125), batch_size=16, shuffle=True, drop_last=True)  # 7 batches, like blobs(120)
+    assert len(other) == len(train_loader)
+    capsys.readouterr()
+    run(tmp_path, model, other, val_loader, optimizer, scheduler)
+    assert "train_size: 120 -> 125" in capsys.readouterr().out
+
+
+def test_a_checkpoint_from_before_train_size_and_loss_buffers_still_loads(tmp_path, capsys, monkeypatch):
+    history = run(tmp_path, *setup(seed=0))
+    state = checkpoint.load(tmp_path / "tiny.pt")
+    del state["plan"]["train_size"], state["plan"]["criterion"]["weight"]  # an older plan lacks both keys
+    checkpoint.save(tmp_path / "tiny.pt", **state)
+    monkeypatch.setattr(engine, "train_one_epoch", lambda *a, **k: pytest.fail("trained again"))
+    capsys.readouterr()
+    assert run(tmp_path, *setup(seed=3)) == history
+    assert "Loaded the finished checkpoint" in capsys.readouterr().out
+
+
 def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
     real_save, saves = torch.save, []
 
@@ -390,3 +411,75 @@ def test_predict_returns_preds_and_targets():
 def test_amp_is_off_on_cpu():
     assert engine.amp_dtype(CPU, amp=True) is None
     assert engine.make_scaler(CPU, amp=True) is None
+
+
+def _train_and_evaluate(images, targets, num_classes=3):
+    """Run ``train_one_epoch`` and ``evaluate`` on one batch; return the two errors' messages."""
+    model = nn.Conv2d(3, num_classes, 1) if images.dim() == 4 else nn.Linear(images.shape[1], num_classes)
+    loader = DataLoader(TensorDataset(images, targets), batch_size=len(images))
+    criterion = nn.CrossEntropyLoss()  # ignore_index -100, as in a lesson that forgot the 255 border
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    messages = []
+    for call in (lambda: engine.train_one_epoch(model, loader, criterion, optimizer, CPU, progress=False),
+                 lambda: engine.evaluate(model, loader, CPU, num_classes, criterion=criterion, progress=False)):
+        with pytest.raises(ValueError) as error:
+            call()
+        messages.append(str(error.value))
+    return messages
+
+
+def test_uint8_images_are_a_clear_error():
+    images = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    for message in _train_and_evaluate(images, torch.zeros(2, 4, 4, dtype=torch.long)):
+        assert "must be floating point, got torch.uint8" in message and "ToDtype" in message
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.uint8])
+def test_targets_that_are_not_int64_are_a_clear_error(dtype):
+    masks = torch.zeros(2, 4, 4, dtype=dtype)
+    for message in _train_and_evaluate(torch.randn(2, 3, 4, 4), masks):
+        assert f"must be int64 (torch.long) class indices, got {dtype}" in message
+
+
+def test_voc_void_255_without_ignore_index_points_to_loss_for_segmentation():
+    masks = torch.zeros(2, 4, 4, dtype=torch.long)
+    masks[:, 0] = 255  # VOC's border, and a plain nn.CrossEntropyLoss() (ignore_index=-100)
+    for message in _train_and_evaluate(torch.randn(2, 3, 4, 4), masks, num_classes=21):
+        assert "Targets hold [255]" in message and "void border" in message
+        assert "engine.loss_for_segmentation()" in message
+
+
+def test_a_label_beyond_the_models_classes_is_a_clear_error():
+    labels = torch.tensor([0, 7])
+    for message in _train_and_evaluate(torch.randn(2, 2), labels, num_classes=3):
+        assert "Targets hold [7]" in message and "model outputs 3 classes" in message
+
+
+def test_ignored_labels_pass_the_label_check():
+    masks = torch.zeros(2, 4, 4, dtype=torch.long)
+    masks[:, 0] = 255
+    images, model = torch.randn(2, 3, 4, 4), nn.Conv2d(3, 3, 1)
+    loader = DataLoader(TensorDataset(images, masks), batch_size=2)
+    criterion, optimizer = engine.loss_for_segmentation(), torch.optim.SGD(model.parameters(), lr=0.1)
+    engine.train_one_epoch(model, loader, criterion, optimizer, CPU, progress=False)
+    engine.evaluate(model, loader, CPU, 3, criterion=criterion, progress=False)
+    engine.evaluate(model, loader, CPU, 3, progress=False)  # no criterion: 255 is the metrics' ignore label
+    masks = torch.where(masks == 255, -100, masks)  # nn.CrossEntropyLoss's own ignore_index
+    loader = DataLoader(TensorDataset(images, masks), batch_size=2)
+    engine.evaluate(model, loader, CPU, 3, criterion=nn.CrossEntropyLoss(), progress=False)
+
+
+class Elsewhere(torch.Tensor):
+    """Stands for a tensor on another device (a CUDA DeviceLoader's targets): ``.cpu()`` makes it plain."""
+
+    def cpu(self, *args, **kwargs):
+        return self.as_subclass(torch.Tensor)
+
+
+def test_predict_brings_targets_to_the_cpu():
+    images = torch.randn(4, 2)
+    labels = torch.tensor([0, 1, 2, 0]).as_subclass(Elsewhere)
+    loader = [(images[:2], labels[:2]), (images[2:], labels[2:])]  # any iterable of batches
+    _, targets = engine.predict(classifier(), loader, CPU)
+    assert type(targets) is torch.Tensor and targets.device.type == "cpu"
+    assert targets.tolist() == [0, 1, 2, 0]

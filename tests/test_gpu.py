@@ -6,12 +6,14 @@ machine. Each one compares the GPU result with the CPU's, so it fails on a wrong
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from course_utils import checks, engine, runtime
+from course_utils import checkpoint, checks, engine, runtime
 from course_utils.data import cifar
 from course_utils.data.device_loader import DeviceLoader
 from course_utils.models import vgg
@@ -52,6 +54,15 @@ def test_device_loader_on_cuda_crops_within_the_padded_image():
     assert int(inside.min()) >= 28 * 28  # a shift of at most 4 px each way keeps >= 28x28 pixels
     assert int((inside < 32 * 32).sum()) > n // 2  # and most images were shifted
     assert sorted(index.tolist()) == list(range(n)) # a permutation, none dropped
+
+
+def test_predict_from_a_device_loader_returns_cpu_tensors():
+    images, labels = images_and_labels(n=40)
+    loader = DeviceLoader(images, labels, batch_size=16, device=CUDA, mean=cifar.MEAN, std=cifar.STD, train=False)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)).to(CUDA)
+    preds, targets = engine.predict(model, loader, CUDA)
+    assert preds.device.type == targets.device.type == "cpu"
+    assert preds.shape == (40,) and torch.equal(targets, labels)
 
 
 @pytest.mark.parametrize("amp", [False, True])
@@ -110,3 +121,65 @@ def test_check_same_as_on_cuda_models_prints_pass(capsys):
     mine, reference = vgg.vgg16(width_div=8).to(CUDA), vgg.vgg16(width_div=8).to(CUDA)
     checks.check_same_as(mine, reference, input_shape=(2, 3, 32, 32))
     assert capsys.readouterr().out.startswith("PASS")
+
+
+@pytest.mark.parametrize("precision", ["native", "fp16"])
+def test_fit_or_load_on_cuda_with_amp_resumes_like_an_uninterrupted_run(precision, synthetic_cifar_root, tmp_path,
+                                                                        monkeypatch):
+    """amp on, CIFAR kept on the GPU (DeviceLoader): interrupted in epoch 2, resumed, the same history.
+
+    "native" uses what this GPU picks (bf16 on Ampere and later: no GradScaler); "fp16" forces the
+    GradScaler path, whose scale must come back from the checkpoint too. The comparison is exact:
+    cuDNN is made deterministic and the model avoids ops without a deterministic CUDA backward
+    (adaptive pooling), so two runs differ only if the resume does.
+    """
+    if precision == "fp16":
+        monkeypatch.setattr(engine, "amp_dtype", lambda device, amp: torch.float16 if amp else None)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    profile = dataclasses.replace(runtime.default_profile("ci"), amp=True, epochs=2)
+
+    def setup(seed):
+        torch.manual_seed(seed)  # the model's initial weights; the loader has its own seed
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=4, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                              nn.Dropout(0.2), nn.Flatten(), nn.Linear(8 * 8 * 8, 10))  # (N, 10)
+        train_loader, test_loader = cifar.loaders(profile, root=synthetic_cifar_root, device=CUDA)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1,
+                                                        total_steps=profile.epochs * len(train_loader))
+        return model, train_loader, test_loader, optimizer, scheduler
+
+    def run(folder, model, train_loader, test_loader, optimizer, scheduler):
+        return engine.fit_or_load(model, train_loader, test_loader, name="amp", profile=profile,
+                                  optimizer=optimizer, criterion=nn.CrossEntropyLoss(), num_classes=10,
+                                  device=CUDA, scheduler=scheduler, checkpoint_dir=folder)
+
+    whole = run(tmp_path / "whole", *setup(seed=0))
+    real, calls = engine.train_one_epoch, []
+
+    def dies_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as patch:  # only this patch ends here, not the precision or cuDNN ones
+        patch.setattr(engine, "train_one_epoch", dies_in_epoch_2)
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path / "split", *setup(seed=0))
+    partial = checkpoint.load(tmp_path / "split" / "amp.pt")
+    assert (partial["epoch"], partial["finished"]) == (1, False)
+    assert (partial["scaler"] is not None) == (engine.make_scaler(CUDA, amp=True) is not None)
+    if precision == "fp16":
+        assert partial["scaler"] is not None  # the fp16 path really ran with a GradScaler
+
+    torch.manual_seed(123)  # a fresh kernel: other random state, everything must come from the file
+    model, *rest = setup(seed=7)
+    assert isinstance(rest[0], DeviceLoader)
+    resumed = run(tmp_path / "split", model, *rest)
+    for key in whole:  # every value of every epoch, except the seconds it took
+        assert key == "epoch_time" or resumed[key] == whole[key], key
+    reference = setup(seed=0)[0]
+    reference.load_state_dict(checkpoint.load(tmp_path / "whole" / "amp.pt")["model"])
+    for mine, theirs in zip(model.state_dict().values(), reference.state_dict().values()):
+        assert torch.equal(mine.cpu(), theirs)  # BatchNorm's running statistics included

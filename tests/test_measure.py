@@ -1,5 +1,6 @@
 """measure: multiply-adds counted exactly, steps timed for real, memory reported."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -55,3 +56,41 @@ def test_segmentation_step_uses_mask_targets():
 
 def test_peak_memory_on_cpu_is_the_process_rss():
     assert 10 < measure.peak_memory_mib("cpu") < 1e6
+
+
+def test_measure_imports_without_the_resource_module(monkeypatch):
+    """Windows has no ``resource``: importing measure must work, and CPU peak memory is NaN."""
+    import importlib
+    import math
+    import sys
+
+    import course_utils
+
+    monkeypatch.setitem(sys.modules, "resource", None)  # `import resource` now raises ImportError
+    monkeypatch.delitem(sys.modules, "course_utils.measure")
+    monkeypatch.setattr(course_utils, "measure", measure)  # put the tested module back afterwards
+    fresh = importlib.import_module("course_utils.measure")
+    assert math.isnan(fresh.peak_memory_mib("cpu"))
+    assert f"{fresh.peak_memory_mib('cpu'):7.0f}" == "    nan"  # lesson 07's format still prints
+
+
+def bn_model():
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 3))
+
+
+@pytest.mark.parametrize("mode", ["train", "eval", "mixed"])
+@pytest.mark.parametrize("train", [True, False])
+def test_time_step_keeps_the_models_mode(mode, train):
+    model = bn_model().train(mode != "eval")
+    if mode == "mixed":
+        model[1].eval()  # e.g. a frozen BatchNorm inside a training model
+    before = [m.training for m in model.modules()]
+    measure.time_step(model, (2, 3, 6, 6), "cpu", train=train, steps=1, warmup=0)
+    assert [m.training for m in model.modules()] == before
+
+
+def test_time_step_probe_leaves_batchnorm_statistics_alone():
+    model = bn_model().train()
+    measure.time_step(model, (2, 3, 6, 6), "cpu", steps=1, warmup=0)  # num_classes asked of the model
+    assert int(model[1].num_batches_tracked) == 1  # the one timed training step, not the probe

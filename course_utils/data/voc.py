@@ -96,6 +96,12 @@ class VOCSegmentationV2(torchvision.datasets.VOCSegmentation):
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         image = tv_tensors.Image(Image.open(self.images[index]).convert("RGB"))  # (3, H, W) uint8
         mask = tv_tensors.Mask(_load_mask(self.masks[index]))  # (H, W) uint8
+        if image.shape[1:] != mask.shape:
+            (ih, iw), (mh, mw) = image.shape[1:], mask.shape
+            raise ValueError(f"Mask {self.masks[index]} is {mw}x{mh} pixels but its image "
+                             f"{self.images[index]} is {iw}x{ih} (width x height): each mask must match "
+                             f"its image pixel for pixel. Re-save the mask at the image's size, or fix "
+                             f"the pairing.")
         if self.transforms is not None:
             image, mask = self.transforms(image, mask)
         return image, mask

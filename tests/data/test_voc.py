@@ -238,3 +238,16 @@ def test_datasets_pickle_for_spawned_workers(synthetic_voc_root, ci_profile):
         assert torch.equal(image, image2) and torch.equal(mask, mask2)
     with pytest.raises(ValueError, match="train_set"):
         voc.datasets(ci_profile, root=synthetic_voc_root, train_set="val")
+
+
+def test_mask_of_another_size_is_refused_naming_both_files(synthetic_voc_root, tmp_path):
+    shutil.copytree(synthetic_voc_root / "VOCdevkit", tmp_path / "VOCdevkit")
+    dataset = voc.VOCSegmentationV2(tmp_path, image_set="train", transforms=voc.train_transforms(32))
+    path = dataset.masks[2]
+    with Image.open(path) as mask:
+        width, height = mask.size
+        mask.crop((0, 0, width - 3, height)).save(path)  # a palette PNG 3 px narrower than its image
+    with pytest.raises(ValueError, match=f"is {width - 3}x{height} pixels but its image") as error:
+        dataset[2]
+    message = str(error.value)
+    assert path in message and dataset.images[2] in message and f"is {width}x{height}" in message
