@@ -9,11 +9,13 @@ text differs from the stored answer.
 
 from __future__ import annotations
 
+import collections
 import warnings
 from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 
 def _verdict(ok: bool, passed: str, got: str, expected: str) -> None:
@@ -149,3 +151,24 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
                     draw = torch.rand(tensor.shape, generator=generator)
                     tensor.copy_(draw + 0.5 if name in ("weight", "running_var") else draw - 0.5)
     return model
+
+
+class CountTorchCalls(TorchFunctionMode):
+    """Counts, by name, the torch functions and tensor methods called inside a ``with`` block.
+
+    ``with checks.CountTorchCalls() as calls: confusion_matrix(preds, masks, 21)``, then
+    ``calls["bincount"]`` counts ``torch.bincount(t)`` and ``t.bincount()`` alike (patching
+    ``torch.bincount`` with ``unittest.mock`` would miss the method form).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    def __enter__(self) -> collections.Counter[str]:
+        super().__enter__()
+        return self.calls
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.calls[getattr(func, "__name__", repr(func))] += 1
+        return func(*args, **(kwargs or {}))

@@ -130,6 +130,22 @@ def test_check_cells_reject_a_wrong_answer(name):
         f"{lesson} Question {question} accepts the mistake '{name}':\n{printed}")
 
 
+# Right answers written another way must pass too: (lesson, question, {solution text: other text}).
+ALTERNATIVES = {
+    "03 bincount as a tensor method": ("03_voc_segmentation_data.ipynb", "2", {
+        "torch.bincount(pairs, minlength=num_classes ** 2)": "pairs.bincount(minlength=num_classes ** 2)"}),
+    "00 count_pixels drops 255 by name": ("00_setup.ipynb", "2", {
+        "labels = mask[mask < num_classes]": "labels = mask[mask != 255]"}),
+}
+
+
+@pytest.mark.parametrize("name", ALTERNATIVES)
+def test_check_cells_accept_a_right_answer_written_another_way(name):
+    lesson, question, rewrite = ALTERNATIVES[name]
+    printed, stored = run_checks(lesson, question, rewrite)
+    assert printed == stored
+
+
 @pytest.mark.parametrize("lesson, question", sorted({(m[0], m[1]) for m in MISTAKES.values()}),
                          ids=lambda value: value[:2] if value.endswith(".ipynb") else f"Q{value}")
 def test_unchanged_solutions_give_the_stored_answers(lesson, question):

@@ -264,3 +264,15 @@ def test_check_same_as_puts_both_models_in_eval(capsys):
     checks.check_same_as(mine, reference)
     capsys.readouterr()
     assert not any(module.training for module in [*mine.modules(), *reference.modules()])
+
+
+def test_count_torch_calls_sees_functions_and_methods_alike():
+    x = torch.tensor([0, 2, 2])
+    with checks.CountTorchCalls() as calls:
+        torch.bincount(x, minlength=3)
+        x.bincount()
+        x.sum()
+    assert calls["bincount"] == 2 and calls["sum"] == 1
+    with checks.CountTorchCalls() as calls:
+        pass
+    assert calls["bincount"] == 0
