@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from course_utils import checkpoint, runtime
+from course_utils import checkpoint, runtime, validate
 from course_utils.metrics import IGNORE_INDEX, ConfusionMatrix
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time")
@@ -56,63 +56,6 @@ def _progress(loader: Iterable, progress: bool, desc: str) -> Iterable:
     return tqdm(loader, desc=desc, leave=False)  # stderr; cleared when done
 
 
-def _check_model_device(model: nn.Module, device: torch.device) -> None:
-    param = next(model.parameters(), None)
-    if param is not None and param.device.type != device.type:
-        raise RuntimeError(f"The model is on {param.device.type} but batches go to {device.type}: "
-                           f"call model.to(device) first (engine.fit does it for you).")
-
-
-def _check_images(images: torch.Tensor) -> None:
-    """Fail early on integer images (a conv would fail deep inside with "Input type ... and bias type")."""
-    if not images.is_floating_point():
-        raise ValueError(f"Images must be floating point, got {images.dtype} {tuple(images.shape)}: "
-                         f"were ToDtype and normalisation forgotten? Add e.g. v2.ToDtype(torch.float32, "
-                         f"scale=True) and v2.Normalize(mean, std) to the dataset's transform.")
-
-
-def _check_batch(logits: torch.Tensor, targets: torch.Tensor, num_classes: int | None) -> None:
-    """Fail early with both shapes instead of a deep error inside the loss."""
-    problem = None
-    if targets.is_floating_point():
-        problem = f"targets must be int64 class indices, got {targets.dtype}"
-    elif targets.dtype != torch.int64:
-        problem = (f"targets must be int64 (torch.long) class indices, got {targets.dtype}: "
-                   f"convert them, e.g. ToDtype({{tv_tensors.Mask: torch.int64, ...}}) or targets.long()")
-    elif logits.dim() != targets.dim() + 1 or logits.shape[0] != targets.shape[0] \
-            or logits.shape[2:] != targets.shape[1:]:
-        problem = "expected logits (N, C) with labels (N,), or logits (N, C, H, W) with masks (N, H, W)"
-    elif num_classes is not None and logits.shape[1] != num_classes:
-        problem = f"the model outputs {logits.shape[1]} classes, num_classes is {num_classes}"
-    if problem:
-        raise ValueError(f"Model output {tuple(logits.shape)} does not fit targets "
-                         f"{tuple(targets.shape)}: {problem}.")
-
-
-def _check_labels(targets: torch.Tensor, num_classes: int, ignore_index: int) -> None:
-    """Fail early on labels outside ``[0, num_classes)`` that the loss does not ignore.
-
-    On CUDA such a label is a device-side assert that kills the kernel. One sync: the first batch only.
-    """
-    bad = ((targets < 0) | (targets >= num_classes)) & (targets != ignore_index)
-    if not bad.any():
-        return
-    values = targets[bad].unique()[:5].tolist()
-    if IGNORE_INDEX in values:
-        fix = (f"{IGNORE_INDEX} marks VOC's void border (object outlines), which the loss must skip: "
-               f"use criterion=engine.loss_for_segmentation() (or nn.CrossEntropyLoss(ignore_index=255))")
-    else:
-        fix = (f"the model outputs {num_classes} classes: give its last layer as many outputs as the "
-               f"dataset has classes, or check the labels")
-    raise ValueError(f"Targets hold {values}, expected class indices 0..{num_classes - 1} "
-                     f"(or {ignore_index}, which is ignored): {fix}.")
-
-
-def _ignore_index(criterion: nn.Module | None) -> int:
-    """The label the loss skips (nn.CrossEntropyLoss: ``ignore_index``); without one, metrics' 255."""
-    return getattr(criterion, "ignore_index", IGNORE_INDEX)
-
-
 def _place(model: nn.Module, device: torch.device) -> None:
     """Move the model in place (the optimizer keeps pointing at the same parameters)."""
     model.to(device)
@@ -139,7 +82,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, criterion: nn.Module,
     """
     model.train()
     device = torch.device(device)
-    _check_model_device(model, device)
+    validate.model_on_device(model, device)
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         raise TypeError("ReduceLROnPlateau steps once per epoch on a metric: call "
                         "scheduler.step(val_loss) yourself after evaluate(), not here.")
@@ -152,12 +95,12 @@ def train_one_epoch(model: nn.Module, loader: Iterable, criterion: nn.Module,
     num_images = 0
     for i, (images, targets) in enumerate(_progress(loader, progress, f"epoch {epoch + 1} train")):
         images, targets = _to_device(images, targets, device)
-        _check_images(images)
+        validate.float_images(images)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(images)  # (N, C) or (N, C, H, W)
-            _check_batch(logits, targets, num_classes)
+            validate.outputs_fit_targets(logits, targets, num_classes)
             if i == 0:
-                _check_labels(targets, logits.shape[1], _ignore_index(criterion))
+                validate.known_labels(targets, logits.shape[1], validate.ignored_label(criterion))
             loss = criterion(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -193,7 +136,7 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str, num
     """
     model.eval()
     device = torch.device(device)
-    _check_model_device(model, device)
+    validate.model_on_device(model, device)
     dtype = amp_dtype(device, amp)
     matrix = ConfusionMatrix(num_classes)
     loss_sum = torch.zeros((), device=device)
@@ -202,12 +145,12 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str, num
         if max_batches is not None and i >= max_batches:
             break
         images, targets = _to_device(images, targets, device)
-        _check_images(images)
+        validate.float_images(images)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(images)  # (N, C) or (N, C, H, W)
-            _check_batch(logits, targets, num_classes)
+            validate.outputs_fit_targets(logits, targets, num_classes)
             if i == 0:
-                _check_labels(targets, logits.shape[1], _ignore_index(criterion))
+                validate.known_labels(targets, logits.shape[1], validate.ignored_label(criterion))
             if criterion is not None:
                 loss_sum += criterion(logits, targets).float() * images.shape[0]
         matrix.update(logits.argmax(1), targets)  # (N,) or (N, H, W)
@@ -231,7 +174,7 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | str,
     """Class predictions and targets for a whole loader, concatenated on the CPU: ``(preds, targets)``."""
     model.eval()
     device = torch.device(device)
-    _check_model_device(model, device)
+    validate.model_on_device(model, device)
     all_preds, all_targets = [], []
     for i, (images, targets) in enumerate(loader):
         if max_batches is not None and i >= max_batches:
