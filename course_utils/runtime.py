@@ -179,6 +179,15 @@ def data_root() -> Path:
     return Path.home() / "course_data"  # installed without a checkout (e.g. Colab)
 
 
+def dataset_root(root: str | Path | None) -> Path:
+    """The folder a dataset function works in: ``root`` with ``~`` expanded, else ``data_root()``.
+
+    (torchvision expands ``~`` when it downloads but not when it looks for the files, so an
+    unexpanded ``"~/data"`` would download into the home folder and then search ``./~/data``.)
+    """
+    return Path(root).expanduser() if root is not None else data_root()
+
+
 def checkpoint_dir(profile: Profile) -> Path:
     """``checkpoints/<profile>/``: a ci checkpoint never satisfies a quick or full run.
 

@@ -9,6 +9,8 @@ Batches are ``images (N, 3, 32, 32)`` float32, normalised, and ``labels (N,)`` i
 
 from __future__ import annotations
 
+import http.client
+import tarfile
 import urllib.error
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,7 +23,7 @@ from torchvision.transforms import v2
 from course_utils import runtime
 from course_utils.data import synthetic
 from course_utils.data.device_loader import DeviceLoader
-from course_utils.data.loading import make_loaders, size_text, subset
+from course_utils.data.loading import make_loaders, network_timeout, size_text, subset
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -82,10 +84,12 @@ def _how_to_get(root: Path) -> str:
 def _open_real(root: Path, train: bool, transform, download: bool) -> torchvision.datasets.CIFAR10:
     """torchvision's CIFAR10, with its errors turned into directions."""
     try:
-        return torchvision.datasets.CIFAR10(root, train=train, transform=transform, download=download)
-    except (urllib.error.URLError, OSError, RuntimeError) as error:
-        # URLError/OSError: no internet, host down, disk full; RuntimeError: an md5 mismatch
-        # (of the downloaded archive) or torchvision's "Dataset not found or corrupted".
+        with network_timeout():
+            return torchvision.datasets.CIFAR10(root, train=train, transform=transform, download=download)
+    except (urllib.error.URLError, OSError, RuntimeError, http.client.HTTPException, tarfile.TarError) as error:
+        # URLError/OSError: no internet, host down or stalled (timeout), disk full; HTTPException: a
+        # dropped connection; TarError: a damaged archive; RuntimeError: an md5 mismatch (of the
+        # downloaded archive) or torchvision's "Dataset not found or corrupted".
         if download:
             message = f"Could not download CIFAR-10 into {root} ({error}). "
             raise RuntimeError(message + _how_to_get(root)) from None
@@ -96,7 +100,7 @@ def _open_real(root: Path, train: bool, transform, download: bool) -> torchvisio
 
 def download(root: str | Path | None = None) -> Path:
     """Download and verify the real CIFAR-10 into ``root`` (default ``runtime.data_root()``)."""
-    root = Path(root) if root is not None else runtime.data_root()
+    root = runtime.dataset_root(root)
     _open_real(root, train=True, transform=None, download=True)
     return root / FOLDER
 
@@ -121,7 +125,7 @@ def datasets(profile: runtime.Profile, root: str | Path | None = None,
                 f"No usable synthetic CIFAR-10 under {root / FOLDER} ({error}). Delete that folder; "
                 f"synthetic.write_cifar10({str(root)!r}) writes it again.") from None
     else:
-        root = Path(root) if root is not None else runtime.data_root()
+        root = runtime.dataset_root(root)
         train = _open_real(root, train=True, transform=train_transform(), download=download)
         test = _open_real(root, train=False, transform=eval_transform(), download=False)
     return subset(train, profile.train_subset), subset(test, profile.eval_subset)

@@ -7,6 +7,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+from collections.abc import Iterator
+
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -44,3 +48,15 @@ def make_loaders(train: Dataset, test: Dataset, profile: runtime.Profile,
     train_loader = DataLoader(train, shuffle=True, drop_last=True,
                               generator=torch.Generator().manual_seed(seed), **common)
     return train_loader, DataLoader(test, shuffle=False, **common)
+
+
+@contextlib.contextmanager
+def network_timeout(seconds: float = 60.0) -> Iterator[None]:
+    """Give up on a host that sends nothing for ``seconds`` (torchvision's downloads open their
+    URLs without a timeout: a stalled host would hang the cell until it is interrupted)."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.error
+import tarfile
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -24,13 +24,13 @@ import torchvision
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import tv_tensors
-from torchvision.datasets.utils import extract_archive
+from torchvision.datasets.utils import check_integrity, download_url, extract_archive
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from course_utils import runtime
 from course_utils.data import synthetic
-from course_utils.data.loading import make_loaders, size_text, subset
+from course_utils.data.loading import make_loaders, network_timeout, size_text, subset
 from course_utils.metrics import IGNORE_INDEX  # 255 = "void": object borders and hard pixels, never counted
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
@@ -40,8 +40,10 @@ NUM_CLASSES = 21
 MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics (pretrained encoders expect them)
 STD = (0.229, 0.224, 0.225)
 FOLDER = Path("VOCdevkit", "VOC2012")
-TAR_NAME = "VOCtrainval_11-May-2012.tar"  # ~2 GB; torchvision fetches it from the Oxford host
-TAR_MD5 = "6cd6e144f989b92b3379bac3b3de84fd"
+_TORCHVISION_VOC2012 = torchvision.datasets.voc.DATASET_YEAR_DICT["2012"]  # what VOCSegmentation downloads
+OXFORD_URL = _TORCHVISION_VOC2012["url"]  # the Oxford host (often slow or down: see MIRROR_URL)
+TAR_NAME = _TORCHVISION_VOC2012["filename"]  # VOCtrainval_11-May-2012.tar, ~2 GB
+TAR_MD5 = _TORCHVISION_VOC2012["md5"]  # 6cd6e144f989b92b3379bac3b3de84fd
 MIRROR_URL = "http://d2l-data.s3-accelerate.amazonaws.com/VOCtrainval_11-May-2012.tar"  # d2l's copy
 MIRROR_SHA1 = "4e443f8a2eca6b1dac8a6c57641b67dd40621a49"
 FILL = {tv_tensors.Mask: IGNORE_INDEX, "others": 0}  # every pad: masks 255 (ignored), images 0
@@ -174,31 +176,69 @@ def _fetch(url: str, dest: Path, sha1: str) -> None:
         part.unlink(missing_ok=True)
 
 
+def _missing(root: Path) -> list[str]:
+    """Files of the trainval split not (yet) under ``root/VOCdevkit/VOC2012``: a half-extracted
+    tree counts as incomplete (a split list alone proves nothing)."""
+    base = root / FOLDER
+    split = base / "ImageSets" / "Segmentation" / "trainval.txt"
+    if not split.is_file():
+        return [str(split.relative_to(root))]
+    ids = split.read_text().split()
+    wanted = [f"JPEGImages/{i}.jpg" for i in ids] + [f"SegmentationClass/{i}.png" for i in ids]
+    return [name for name in wanted if not (base / name).is_file()]
+
+
+def _fetch_tar(root: Path) -> None:
+    """``root/<TAR_NAME>``: torchvision's download from the Oxford host (md5-checked), or, when
+    that fails in any way (refused, stalled, cut off, corrupt), d2l's mirror (sha1-checked)."""
+    tar = root / TAR_NAME
+    try:
+        with network_timeout():
+            download_url(OXFORD_URL, str(root), TAR_NAME, TAR_MD5)
+        return
+    except Exception as error:  # URLError, timeout, IncompleteRead, "File not found or corrupted"
+        print(f"Download from the Oxford host failed ({error}); trying the mirror {MIRROR_URL}")
+        tar.unlink(missing_ok=True)  # what arrived is partial or wrong
+    try:
+        _fetch(MIRROR_URL, tar, MIRROR_SHA1)
+    except Exception as mirror_error:
+        raise RuntimeError(
+            f"Could not download VOC 2012 ({mirror_error}). With internet, run voc.download() "
+            f"again, or put {TAR_NAME} (2 GB, md5 {TAR_MD5}) into {root} by hand and run it: "
+            f"it verifies and extracts the file. Or set COURSE_PROFILE=ci for the synthetic "
+            f"set.") from None
+
+
 def download(root: str | Path | None = None) -> Path:
     """Download and extract VOC 2012 trainval (2 GB) into ``root`` (default ``runtime.data_root()``).
 
-    First torchvision's download from the Oxford host (md5-checked); when that fails, d2l's
-    mirror of the same tar (sha1-checked). Returns ``root/VOCdevkit/VOC2012``.
+    Nothing happens when every trainval image and mask is there. A verified tar already in
+    ``root`` (e.g. put there by hand) is extracted without downloading; a corrupt one is fetched
+    again: first torchvision's download from the Oxford host (md5-checked), when that fails
+    d2l's mirror of the same tar (sha1-checked). The tar is kept, so a damaged tree is repaired
+    without the network. Returns ``root/VOCdevkit/VOC2012``.
     """
-    root = Path(root) if root is not None else runtime.data_root()
-    if (root / FOLDER / "ImageSets" / "Segmentation" / "val.txt").is_file():
+    root = runtime.dataset_root(root)
+    if not _missing(root):
         return root / FOLDER
     root.mkdir(parents=True, exist_ok=True)
+    tar = root / TAR_NAME
+    if tar.is_file() and not check_integrity(str(tar), TAR_MD5):
+        print(f"{tar} is incomplete or corrupt (its md5 is not {TAR_MD5}): fetching it again.")
+        tar.unlink()
+    if not tar.is_file():
+        _fetch_tar(root)
     try:
-        torchvision.datasets.VOCSegmentation(root, year="2012", image_set="train", download=True)
-    except (urllib.error.URLError, OSError, RuntimeError) as error:
-        print(f"Download from the Oxford host failed ({error}); trying the mirror {MIRROR_URL}")
-        try:
-            _fetch(MIRROR_URL, root / TAR_NAME, MIRROR_SHA1)
-            extract_archive(root / TAR_NAME, root)
-        except (urllib.error.URLError, OSError, RuntimeError) as mirror_error:
-            raise RuntimeError(
-                f"Could not download VOC 2012 ({mirror_error}). With internet, run voc.download() "
-                f"again, or put {TAR_NAME} (2 GB, md5 {TAR_MD5}) into {root} by hand and run it: "
-                f"it verifies and extracts the file. Or set COURSE_PROFILE=ci for the synthetic "
-                f"set.") from None
-    if not (root / FOLDER).is_dir():
-        raise RuntimeError(f"The VOC 2012 tar was extracted but {root / FOLDER} is missing.")
+        extract_archive(str(tar), str(root))
+    except (OSError, tarfile.TarError) as error:
+        raise RuntimeError(f"Extracting {tar} into {root} failed ({error}). The tree needs ~2 GB "
+                           f"next to the tar: free some disk space and run voc.download() again "
+                           f"(the verified tar is kept: nothing is downloaded twice).") from None
+    missing = _missing(root)
+    if missing:
+        raise RuntimeError(f"{tar} was extracted, but {len(missing)} files of VOC 2012 trainval are "
+                           f"missing under {root / FOLDER} (e.g. {missing[0]}): delete {tar} and "
+                           f"{root / 'VOCdevkit'}, then run voc.download() again.")
     return root / FOLDER
 
 
@@ -231,7 +271,7 @@ def datasets(profile: runtime.Profile, root: str | Path | None = None, download:
     if profile.synthetic:
         root = synthetic.ensure_voc2012() if root is None else Path(root)
     else:
-        root = Path(root) if root is not None else runtime.data_root()
+        root = runtime.dataset_root(root)
         if download:
             _download(root)
     for image_set in (train_set, "val"):

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import pickle
 import shutil
+import socket
+import tarfile
 import urllib.error
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,6 +143,34 @@ def test_failed_download_raises_with_directions(tmp_path, monkeypatch):
     assert error.value.__suppress_context__  # no urllib traceback chained underneath
     with pytest.raises(RuntimeError, match="Could not download"):
         cifar.loaders(runtime.default_profile("quick"), root=tmp_path, download=True)
+
+
+@pytest.mark.parametrize("failure", [http.client.IncompleteRead(b"partial"), tarfile.ReadError("truncated")])
+def test_a_dropped_connection_or_a_damaged_archive_also_gives_directions(failure, tmp_path, monkeypatch):
+    seen = []
+
+    def fails(*args, **kwargs):
+        seen.append(socket.getdefaulttimeout())
+        raise failure
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", fails)
+    with pytest.raises(RuntimeError, match="Could not download CIFAR-10.*COURSE_PROFILE=ci"):
+        cifar.download(tmp_path)
+    assert seen == [60.0] and socket.getdefaulttimeout() is None  # a stalled host times out
+
+
+def test_download_expands_a_home_folder(tmp_path, monkeypatch):
+    roots = []
+
+    def records(url, download_root, **kwargs):
+        roots.append(Path(download_root))
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", records)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with pytest.raises(RuntimeError, match=str(tmp_path / "home" / "cifar")):
+        cifar.download("~/cifar")  # the error names the folder it looked in: the expanded one
+    assert [Path(r).expanduser() for r in roots] == [tmp_path / "home" / "cifar"]
 
 
 def test_datasets_pickle_for_spawned_workers(synthetic_cifar_root, ci_profile):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import http.client
 import io
 import pickle
 import shutil
+import socket
 import tarfile
 import urllib.error
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,16 +191,25 @@ def test_missing_data_raises_with_directions(tmp_path):
     assert "voc.download()" in message and "2 GB" in message and "COURSE_PROFILE=ci" in message
 
 
-@pytest.fixture
-def offline_mirror(tmp_path, monkeypatch):
-    """Oxford fails; the 'mirror' serves a tiny VOC tar. Returns (tar bytes, requested URLs)."""
-    synthetic.write_voc2012(tmp_path / "src", num_train=2, num_val=1)
+def tiny_voc_tar(folder) -> bytes:
+    """A VOC-format tar of 2 train / 1 val synthetic images (the real one is 2 GB)."""
+    synthetic.write_voc2012(folder, num_train=2, num_val=1)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(tmp_path / "src" / "VOCdevkit", arcname="VOCdevkit")
-    data, urls = buffer.getvalue(), []
+        tar.add(folder / "VOCdevkit", arcname="VOCdevkit")
+    return buffer.getvalue()
 
-    def oxford_down(*args, **kwargs):
+
+@pytest.fixture
+def offline_mirror(tmp_path, monkeypatch):
+    """Oxford fails; the 'mirror' serves a tiny VOC tar. Returns (tar bytes, requested URLs).
+
+    ``oxford`` (a list) holds what the Oxford download saw: the socket timeout it ran under."""
+    data, urls, oxford = tiny_voc_tar(tmp_path / "src"), [], []
+
+    def oxford_down(url, root, filename, md5):
+        oxford.append(socket.getdefaulttimeout())
+        (Path(root) / filename).write_bytes(data[:100])  # a connection cut off after 100 bytes
         raise urllib.error.URLError("thor.robots.ox.ac.uk: connection refused")
 
     def mirror(request, timeout=None):
@@ -206,18 +218,33 @@ def offline_mirror(tmp_path, monkeypatch):
         response.length = len(data)
         return response
 
-    monkeypatch.setattr(torchvision.datasets.voc, "download_and_extract_archive", oxford_down)
+    monkeypatch.setattr(voc, "download_url", oxford_down)
     monkeypatch.setattr(voc.urllib.request, "urlopen", mirror)
-    return data, urls
+    return data, urls, oxford
 
 
 def test_download_falls_back_to_the_mirror_and_checks_sha1(tmp_path, offline_mirror, monkeypatch):
-    data, urls = offline_mirror
+    data, urls, oxford = offline_mirror
     monkeypatch.setattr(voc, "MIRROR_SHA1", hashlib.sha1(data).hexdigest())
     folder = voc.download(tmp_path / "data")
     assert urls == [voc.MIRROR_URL] and folder == tmp_path / "data" / "VOCdevkit" / "VOC2012"
+    assert oxford == [60.0] and socket.getdefaulttimeout() is None  # a stalled host times out; reset after
     assert len(torchvision.datasets.VOCSegmentation(tmp_path / "data", image_set="train")) == 2
     assert voc.download(tmp_path / "data") == folder and urls == [voc.MIRROR_URL]  # present: no fetch
+
+
+@pytest.mark.parametrize("failure", [http.client.IncompleteRead(b"partial"), TimeoutError("timed out"),
+                                     RuntimeError("File not found or corrupted.")])
+def test_any_oxford_failure_falls_back_to_the_mirror(failure, tmp_path, offline_mirror, monkeypatch):
+    data, urls, _ = offline_mirror
+
+    def oxford_fails(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(voc, "download_url", oxford_fails)
+    monkeypatch.setattr(voc, "MIRROR_SHA1", hashlib.sha1(data).hexdigest())
+    voc.download(tmp_path / "data")
+    assert urls == [voc.MIRROR_URL]
 
 
 def test_download_refuses_a_mirror_file_with_the_wrong_sha1(tmp_path, offline_mirror):
@@ -225,6 +252,56 @@ def test_download_refuses_a_mirror_file_with_the_wrong_sha1(tmp_path, offline_mi
         voc.download(tmp_path / "data")
     assert "COURSE_PROFILE=ci" in str(error.value) and error.value.__suppress_context__
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == []  # no tar, no .part, no tree
+
+
+def test_a_half_extracted_tree_is_extracted_again_from_the_kept_tar(tmp_path, offline_mirror, monkeypatch):
+    data, urls, oxford = offline_mirror
+    monkeypatch.setattr(voc, "MIRROR_SHA1", hashlib.sha1(data).hexdigest())
+    folder = voc.download(tmp_path / "data")
+    monkeypatch.setattr(voc, "TAR_MD5", hashlib.md5(data).hexdigest())  # the kept tar is the real one
+    image = next((folder / "JPEGImages").iterdir())
+    image.unlink()  # e.g. Colab restarted during the extraction: the split lists are there already
+    assert voc.download(tmp_path / "data") == folder and image.is_file()
+    assert urls == [voc.MIRROR_URL] and len(oxford) == 1  # repaired from the tar, nothing downloaded
+
+
+def test_a_corrupt_tar_put_there_by_hand_is_named_and_fetched_again(tmp_path, offline_mirror, monkeypatch, capsys):
+    data, urls, _ = offline_mirror
+    monkeypatch.setattr(voc, "MIRROR_SHA1", hashlib.sha1(data).hexdigest())
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / voc.TAR_NAME).write_bytes(b"<html>Service unavailable</html>")
+    voc.download(tmp_path / "data")
+    assert "is incomplete or corrupt" in capsys.readouterr().out and urls == [voc.MIRROR_URL]
+
+
+def test_a_failed_extraction_says_so_and_does_not_download_again(tmp_path, offline_mirror, monkeypatch):
+    data, urls, oxford = offline_mirror
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / voc.TAR_NAME).write_bytes(data)
+    monkeypatch.setattr(voc, "TAR_MD5", hashlib.md5(data).hexdigest())
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(voc, "extract_archive", disk_full)
+    with pytest.raises(RuntimeError, match="No space left.*free some disk space"):
+        voc.download(tmp_path / "data")
+    assert urls == [] and oxford == [] and (tmp_path / "data" / voc.TAR_NAME).is_file()
+
+
+def test_download_expands_a_home_folder(tmp_path, offline_mirror, monkeypatch):
+    data, _, _ = offline_mirror
+    monkeypatch.setattr(voc, "MIRROR_SHA1", hashlib.sha1(data).hexdigest())
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert voc.download("~/voc") == tmp_path / "home" / "voc" / "VOCdevkit" / "VOC2012"
+    assert not (tmp_path / "~").exists()
+
+
+def test_torchvision_still_downloads_the_tar_the_course_verifies():
+    """The course takes the URL, file name and md5 from torchvision's own VOCSegmentation table."""
+    assert voc.TAR_NAME == "VOCtrainval_11-May-2012.tar" and voc.TAR_MD5 == "6cd6e144f989b92b3379bac3b3de84fd"
+    assert voc.OXFORD_URL.endswith("/" + voc.TAR_NAME)
 
 
 def test_datasets_pickle_for_spawned_workers(synthetic_voc_root, ci_profile):
