@@ -1,7 +1,10 @@
 """Grade submitted notebooks against the reference: ``python -m course_utils.grade SUB.ipynb``.
 
-For each submission, the reference solution notebook with the same ``NN_`` lesson number is
-found in ``--reference`` (default ``notebooks``). A graded copy is built in a temporary folder:
+For each submission (folders are searched recursively), the reference solution notebook with
+the same ``NN_`` lesson number is found in ``--reference`` (default ``notebooks``); ``--lesson NN``
+picks it for every file instead. A file without a lesson number is reported as not graded, and
+the others are graded. A graded copy is built in a temporary folder, as ``submission.ipynb``
+(pytest refuses file names with ``[]`` or ``::``):
 
 - every check cell (``# NBVAL_CHECK_OUTPUT`` + ``# Question N``) of the submission is REPLACED by
   the reference's check cell of the same question: source and stored output come from the
@@ -15,17 +18,23 @@ found in ``--reference`` (default ``notebooks``). A graded copy is built in a te
   behave as in the course.
 
 The copy runs under nbval (``--nbval-lax``, one kernel, each cell's time bounded) with
-``COURSE_PROFILE=ci``. A question scores its points (from the reference heading, e.g.
+``COURSE_PROFILE=ci``; after a cell times out, the later cells still run and report their own
+result (``--runxfail``). A question scores its points (from the reference heading, e.g.
 ``### Question 2: make_layers (2 pts)``) when all its check cells pass. A failing non-check cell
 scores nothing by itself, but later cells that need what it should have made fail too: this is why
-check cells are self-contained. Student code runs in the same kernel, so this grading is formative,
-not proof against a student who sets out to cheat.
+check cells are self-contained. Such a failure is listed under the score table by its cell
+number in the submitted file (0-based, counting every cell) and its first line. An odd file (a
+cell without source, ...) scores 0 with the reason, and the batch goes on. ``--json``/``--csv``
+are rewritten after each submission, so an interrupted run keeps what was graded. Student code
+runs in the same kernel, so this grading is formative, not proof against a student who sets out
+to cheat.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import re
@@ -56,6 +65,9 @@ class GradeError(ValueError):
     """A usage error: a missing file, no reference notebook, or a reference without answers."""
 
 
+AFTER_CRASH = "failed after an earlier cell timed out or crashed the kernel"
+
+
 @dataclass
 class Question:
     """One graded question of a reference notebook."""
@@ -81,17 +93,20 @@ class QuestionResult:
 @dataclass
 class Grade:
     submission: str
-    reference: str
+    reference: str  # "" when no reference notebook matched the submission
     questions: list[QuestionResult]
-    failed_cells: list[dict]  # every failing code cell of the graded copy: cell, question, reason
+    # Every failing code cell: "cell" (its index in the submitted file, 0-based, counting every
+    # cell; None for a check cell the student deleted), "source" (its first line), question, reason.
+    failed_cells: list[dict]
+    error: str = ""  # why the submission was not graded at all (every question then scores 0)
 
     @property
     def score(self) -> float:
-        return sum(q.score for q in self.questions)
+        return float(sum(q.score for q in self.questions))
 
     @property
     def total(self) -> float:
-        return sum(q.points for q in self.questions)
+        return float(sum(q.points for q in self.questions))
 
 
 def question_of(cell: NotebookNode) -> str | None:
@@ -100,16 +115,23 @@ def question_of(cell: NotebookNode) -> str | None:
     return match.group(1) if match else None
 
 
-def find_reference(submission: Path, reference_dir: Path) -> Path:
-    """The reference notebook with the submission's name, else with its ``NN_`` lesson number."""
-    if (reference_dir / submission.name).is_file():
+def find_reference(submission: Path, reference_dir: Path, lesson: str | None = None) -> Path:
+    """The reference notebook of lesson ``lesson`` if given, else the one with the submission's
+    name, else the one with its ``NN_`` lesson number."""
+    submission, reference_dir = Path(submission), Path(reference_dir)
+    if lesson is None and (reference_dir / submission.name).is_file():
         return reference_dir / submission.name
     match = _LESSON_NUMBER.search(submission.name)
-    candidates = sorted(reference_dir.glob(f"{match.group(1)}_*.ipynb")) if match else []
+    number = lesson or (match.group(1) if match else None)
+    if number is None:
+        raise GradeError(f"{submission.name} has no lesson number: rename it like its lesson "
+                         "(NN_topic.ipynb, e.g. 00_setup.ipynb) or pass --lesson NN.")
+    candidates = sorted(reference_dir.glob(f"{number}_*.ipynb"))
     if len(candidates) != 1:
         found = ", ".join(p.name for p in candidates) or "none"
-        raise GradeError(f"No single reference notebook for {submission} in {reference_dir} (found: {found}); "
-                         "name the submission like its lesson (NN_topic.ipynb) or pass --reference DIR.")
+        raise GradeError(f"No single reference notebook for lesson {number} ({submission}) in {reference_dir} "
+                         f"(found: {found}); name the submission like its lesson (NN_topic.ipynb) "
+                         "or pass --lesson NN or --reference DIR.")
     return candidates[0]
 
 
@@ -138,11 +160,11 @@ def read_questions(reference: NotebookNode, name: str = "reference") -> dict[str
 
 def _anchor(cells: list[tuple], question: Question) -> int:
     """Index in ``cells`` after which a deleted check cell of ``question`` is re-inserted."""
-    defines = [i for i, (cell, _) in enumerate(cells) if cell.cell_type == "code"
+    defines = [i for i, (cell, *_) in enumerate(cells) if cell.cell_type == "code"
                and question.names & set(_DEFINITION.findall(cell.source))]
     if defines:
         return defines[-1]
-    for i, (cell, _) in enumerate(cells):
+    for i, (cell, *_) in enumerate(cells):
         heading = _HEADING.search(cell.source) if cell.cell_type == "markdown" else None
         if heading and heading.group(1) == question.number:
             for j in range(i + 1, len(cells)):
@@ -155,7 +177,8 @@ def _anchor(cells: list[tuple], question: Question) -> int:
 
 
 def _replace_checks(submission: NotebookNode, questions: dict[str, Question], notes: dict) -> list[tuple]:
-    """The submission's cells as ``(cell, tag)``, each of its check cells swapped for the reference's.
+    """The submission's cells as ``(cell, tag, index)``, each of its check cells swapped for the
+    reference's; ``index`` is the cell's index in the submission.
 
     Within a question, an unchanged copy of a reference cell pairs with it first, the others pair
     in order; extra copies are dropped. ``tag`` is ``(question, k)`` for the k-th reference check.
@@ -174,7 +197,7 @@ def _replace_checks(submission: NotebookNode, questions: dict[str, Question], no
             paired[i] = (number, k)
             notes[(number, k)] = ["check cell edited, reference used"]
         paired.update({i: None for i in free})
-    return [(questions[paired[i][0]].checks[paired[i][1]], paired[i]) if i in paired else (cell, None)
+    return [(questions[paired[i][0]].checks[paired[i][1]], paired[i], i) if i in paired else (cell, None, i)
             for i, cell in enumerate(submission.cells) if paired.get(i, ()) is not None]
 
 
@@ -183,7 +206,7 @@ def _restore_deleted(cells: list[tuple], questions: dict[str, Question], notes: 
     restored = set()
     for number, question in questions.items():
         for k, ref in enumerate(question.checks):
-            tags = [tag for _, tag in cells]
+            tags = [tag for _, tag, _ in cells]
             if (number, k) in tags:
                 continue
             before = [tags.index((number, j)) for j in range(k) if (number, j) in tags]
@@ -191,18 +214,22 @@ def _restore_deleted(cells: list[tuple], questions: dict[str, Question], notes: 
             position = before[-1] + 1 if before else min([_anchor(cells, question) + 1] + after)
             while not before and position < len(cells) and cells[position][1] in restored:
                 position += 1  # cells restored at the same place stay in reference order
-            cells.insert(position, (ref, (number, k)))
+            cells.insert(position, (ref, (number, k), None))
             restored.add((number, k))
             notes[(number, k)] = ["check cell deleted, restored"]
 
 
 def build_graded_notebook(submission: NotebookNode, questions: dict[str, Question],
-                          workdir: Path) -> tuple[NotebookNode, list, dict[tuple, list[str]]]:
+                          workdir: Path) -> tuple[NotebookNode, list, list, dict[tuple, list[str]]]:
     """The notebook to run: the submission with the reference's check cells in place.
 
-    Returns the notebook, the tag of each of its code cells in nbval's order (``(question, k)``
-    for the k-th reference check cell of a question, else None) and notes per tag.
+    Returns the notebook; for each of its code cells in nbval's order, its tag (``(question, k)``
+    for the k-th reference check cell of a question, else None) and its index in the submission
+    (None for the added setup cell and restored check cells); and notes per tag.
     """
+    for index, cell in enumerate(submission.cells):
+        if not isinstance(cell.get("source"), str):
+            raise ValueError(f"cell {index} has no source text (source: {cell.get('source')!r})")
     notes: dict[tuple, list[str]] = {}
     cells = _replace_checks(submission, questions, notes)
     _restore_deleted(cells, questions, notes)
@@ -210,21 +237,25 @@ def build_graded_notebook(submission: NotebookNode, questions: dict[str, Questio
                                       f"import os\nos.chdir({str(workdir)!r})")
     graded = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                                "language": "python"}})
-    tags = []
-    for index, (cell, tag) in enumerate([(setup, None)] + cells):
+    tags, origins = [], []
+    for index, (cell, tag, origin) in enumerate([(setup, None, None)] + cells):
         copy = nbformat.from_dict({**cell, "id": f"graded-{index}"})
         if cell.cell_type == "code" and tag is None:  # never compared in lax mode; avoids nbval's
             copy.outputs, copy.execution_count = [], None  # "unrun cell has outputs" error
         graded.cells.append(copy)
         if cell.cell_type == "code":
             tags.append(tag)
-    return graded, tags, notes
+            origins.append(origin)
+    return graded, tags, origins, notes
 
 
 def run_nbval(notebook: Path, *, timeout: int = 120, profile: str | None = "ci",
-              cwd: Path | None = None) -> dict[int, tuple[str, str]]:
-    """Run one notebook under nbval in a subprocess; return ``{code cell: (outcome, report)}``
-    with outcome "passed", "failed" or "skipped" and nbval's report of a failure."""
+              cwd: Path | None = None) -> tuple[dict[int, tuple[str, str]], str]:
+    """Run one notebook under nbval in a subprocess.
+
+    Returns ``{code cell: (outcome, report)}``, with outcome "passed", "failed" or "skipped" and
+    nbval's report of a failure, and one line saying why some cells have no result ("" if all do).
+    """
     notebook = Path(notebook)
     env = dict(os.environ)
     if profile:
@@ -232,21 +263,25 @@ def run_nbval(notebook: Path, *, timeout: int = 120, profile: str | None = "ci",
     package_parent = str(Path(__file__).resolve().parents[1])  # the kernel imports this course_utils
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     num_cells = sum(cell.cell_type == "code" for cell in nbformat.read(notebook, as_version=4).cells)
+    limit = timeout * (num_cells + 2) + 120
     with tempfile.TemporaryDirectory(prefix="course-nbval-") as tmp:  # nothing lands next to the notebook
         xml, ini = Path(tmp) / "junit.xml", Path(tmp) / "pytest.ini"
         ini.write_text("[pytest]\n")  # the course's own pytest settings must not apply here
-        command = [sys.executable, "-m", "pytest", str(notebook.resolve()), "--nbval-lax",
+        # --runxfail: nbval marks every cell after a timeout "expected to fail"; we want its real result.
+        command = [sys.executable, "-m", "pytest", str(notebook.resolve()), "--nbval-lax", "--runxfail",
                    "--nbval-current-env", f"--nbval-cell-timeout={timeout}", "-p", "no:cacheprovider",
                    f"--junitxml={xml}", "--color=no", "-q", "-c", str(ini), "--rootdir", str(notebook.resolve().parent)]
         # A session of its own, so that a stuck run is stopped with its kernel, not just pytest.
         with subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, start_new_session=os.name == "posix") as run:
             try:
-                output = run.communicate(timeout=timeout * (num_cells + 2) + 120)[0]
-            except subprocess.TimeoutExpired:
+                output = run.communicate(timeout=limit)[0]
+            except BaseException as error:  # too slow overall, or Ctrl-C: stop pytest and its kernel
                 os.killpg(run.pid, signal.SIGKILL) if os.name == "posix" else run.kill()
                 run.communicate()
-                return {}  # every cell then reads "not run"
+                if not isinstance(error, subprocess.TimeoutExpired):
+                    raise
+                return {}, f"not run: the grading run was stopped after {limit} s (too slow overall?)"
         if not xml.exists():
             raise GradeError(f"nbval did not run (is nbval installed in {sys.executable}?):\n{output[-2000:]}")
         cases = list(ET.parse(xml).iter("testcase"))
@@ -259,20 +294,36 @@ def run_nbval(notebook: Path, *, timeout: int = 120, profile: str | None = "ci",
             outcome = {None: "passed", "skipped": "skipped"}.get(getattr(problem, "tag", None), "failed")
             report = "" if problem is None else _ANSI.sub("", problem.text or problem.get("message", ""))
             results[int(match.group(1))] = (outcome, report)
-    return results
+    if len(results) >= num_cells:
+        return results, ""
+    lines = [line.strip() for line in _ANSI.sub("", output).splitlines() if line.strip()]
+    last = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1] if lines else "no output")
+    return results, f"not run: pytest stopped: {last}"[:200]
 
 
 def _output_text(cell: NotebookNode) -> str:
     return "".join(out.get("text", "") or out.get("data", {}).get("text/plain", "") for out in cell.outputs)
 
 
+def _first_line(cell: NotebookNode) -> str:
+    """The first line of a cell that says what it does (not an ``# NBVAL_...`` marker)."""
+    lines = [line.strip() for line in cell.source.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.lstrip("# ").startswith("NBVAL_")] or lines or [""]
+    return lines[0][:60]
+
+
 def failure_reason(outcome: str, report: str, expected: str = "") -> str:
-    """One line saying why a cell failed, from nbval's report and the expected output."""
+    """One line saying why a cell failed, from nbval's report and the expected output.
+
+    For outcome "missing" (the cell has no result), ``report`` is the line saying why.
+    """
     lines = [line.strip() for line in report.splitlines() if line.strip()]
     if outcome == "missing":
-        return "not run: the grading run was stopped (too slow overall?)"
-    if outcome == "skipped" or "Kernel dead" in report:
-        return "failed after an earlier cell timed out or crashed the kernel"
+        return report or "not run"
+    if "Kernel dead" in report or "Previous cell timed out" in report:
+        return AFTER_CRASH
+    if outcome == "skipped":
+        return "skipped by nbval (an # NBVAL_SKIP comment?)"
     if "Timeout of" in report:
         return re.search(r"Timeout of [^\n]*", report).group(0).rstrip(".")
     if "Cell execution caused an exception" in report:
@@ -295,11 +346,8 @@ def failure_reason(outcome: str, report: str, expected: str = "") -> str:
     return (lines[0] if lines else "failed")[:160]
 
 
-def load_reference(submission: Path, reference_dir: Path) -> tuple[Path, dict[str, Question]]:
-    """The submission's reference notebook and its graded questions; GradeError if unusable."""
-    if not Path(submission).is_file():
-        raise GradeError(f"Submission {submission} not found.")
-    path = find_reference(Path(submission), Path(reference_dir))
+def read_reference(path: Path) -> dict[str, Question]:
+    """The graded questions of a reference notebook file; GradeError if it is unusable."""
     try:
         reference = nbformat.read(path, as_version=4)
     except Exception as error:
@@ -307,58 +355,95 @@ def load_reference(submission: Path, reference_dir: Path) -> tuple[Path, dict[st
     questions = read_questions(reference, str(path))
     if not questions:
         raise GradeError(f"{path} has no graded check cells ('# NBVAL_CHECK_OUTPUT' and '# Question N').")
-    return path, questions
+    return questions
+
+
+def load_reference(submission: Path, reference_dir: Path,
+                   lesson: str | None = None) -> tuple[Path, dict[str, Question]]:
+    """The submission's reference notebook and its graded questions; GradeError if unusable."""
+    if not Path(submission).is_file():
+        raise GradeError(f"Submission {submission} not found.")
+    path = find_reference(Path(submission), Path(reference_dir), lesson)
+    return path, read_reference(path)
+
+
+def ungraded(submission: Path, reference: str, questions: dict[str, Question], reason: str) -> Grade:
+    """The result of a submission that could not be graded: every question scores 0 for ``reason``."""
+    rows = [QuestionResult(q.number, q.title, q.points, 0.0, False, reason) for q in questions.values()]
+    return Grade(str(submission), reference, rows, [], error=reason)
 
 
 def grade(submission: Path, reference_dir: Path = Path("notebooks"), *, timeout: int = 120,
-          profile: str | None = "ci") -> Grade:
+          profile: str | None = "ci", lesson: str | None = None) -> Grade:
     """Grade one submitted notebook against its reference (see the module docstring)."""
     submission = Path(submission)
-    reference_path, questions = load_reference(submission, reference_dir)
-    results, tags, notes, unreadable = {}, [], {}, None
+    reference_path, questions = load_reference(submission, reference_dir, lesson)
     try:
         submitted = nbformat.read(submission, as_version=4)
     except Exception as error:  # a broken file is a zero for this student, not the end of the batch
-        unreadable = f"not a readable notebook ({type(error).__name__})"
-    if unreadable is None:
-        with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
-            graded, tags, notes = build_graded_notebook(submitted, questions, reference_path.parent.resolve())
-            path = Path(tmp) / submission.name
-            nbformat.write(graded, path)
-            results = run_nbval(path, timeout=timeout, profile=profile, cwd=reference_path.parent)
+        return ungraded(submission, str(reference_path), questions,
+                        f"not a readable notebook ({type(error).__name__})")
+    try:
+        return _grade_notebook(submitted, submission, reference_path, questions, timeout, profile)
+    except GradeError:
+        raise  # nbval itself did not run: the same for every submission
+    except Exception as error:  # an odd file is a zero with the reason, not the end of the batch
+        return ungraded(submission, str(reference_path), questions,
+                        f"not graded: {type(error).__name__}: {error}"[:200])
+
+
+def _grade_notebook(submitted: NotebookNode, submission: Path, reference_path: Path,
+                    questions: dict[str, Question], timeout: int, profile: str | None) -> Grade:
+    """Build the graded copy of a read submission, run it and score each question."""
+    graded, tags, origins, notes = build_graded_notebook(submitted, questions, reference_path.parent.resolve())
+    with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
+        path = Path(tmp) / "submission.ipynb"  # a safe name: pytest refuses paths with [] or ::
+        nbformat.write(graded, path)
+        results, stopped = run_nbval(path, timeout=timeout, profile=profile, cwd=reference_path.parent)
     rows = []
     for number, question in questions.items():
-        reasons = [unreadable] if unreadable else []
-        for k, check in enumerate(question.checks if not unreadable else []):
-            outcome, report = results.get(tags.index((number, k)), ("missing", ""))
+        reasons = []
+        for k, check in enumerate(question.checks):
+            outcome, report = results.get(tags.index((number, k)), ("missing", stopped))
             if outcome != "passed":
                 where = f"check {k + 1} of {len(question.checks)}: " if len(question.checks) > 1 else ""
                 reasons.append(where + failure_reason(outcome, report, _output_text(check)))
         row_notes = [note for k in range(len(question.checks)) for note in notes.get((number, k), [])]
-        rows.append(QuestionResult(number, question.title, question.points, 0 if reasons else question.points,
+        rows.append(QuestionResult(number, question.title, question.points, 0.0 if reasons else question.points,
                                    not reasons, reasons[0] if reasons else "", row_notes))
-    failed = [{"cell": i, "question": tags[i][0] if tags[i] else None, "reason": failure_reason(outcome, report)}
+    code_cells = [cell for cell in graded.cells if cell.cell_type == "code"]
+    failed = [{"cell": origins[i], "source": _first_line(code_cells[i]), "question": tags[i][0] if tags[i] else None,
+               "reason": failure_reason(outcome, report)}
               for i, (outcome, report) in sorted(results.items()) if outcome != "passed" and i < len(tags)]
     return Grade(str(submission), str(reference_path), rows, failed)
 
 
 def format_table(result: Grade) -> str:
-    """The score table of one submission: one row per question, then the total."""
-    lines = [f"{result.submission}  (reference: {result.reference})"]
-    width = max(len(q.title) for q in result.questions)
+    """The score table of one submission: one row per question, the total, then the failing
+    non-question cells (whose failure may have cost later questions)."""
+    lines = [f"{result.submission}  (reference: {result.reference or 'none'})"]
+    if result.error and not result.questions:
+        lines.append(f"  {result.error}")
+    width = max((len(q.title) for q in result.questions), default=0)
     for q in result.questions:
         why = "; ".join(filter(None, [q.reason] + q.notes))
         lines.append(f"  Question {q.number:<3} {q.title:<{width}}  {q.score:g}/{q.points:g}  "
                      f"{'PASS' if q.passed else 'FAIL'}  {why}".rstrip())
-    lines.append(f"Total: {result.score:g} / {result.total:g}")
+    lines.append(f"Total: {result.score:g} / {result.total:g}" + ("  (not graded)" if result.error else ""))
+    for cell in result.failed_cells:
+        if cell["question"] is None and cell["cell"] is not None and cell["reason"] != AFTER_CRASH:
+            lines.append(f"  cell {cell['cell']} (0-based) `{cell['source']}`: {cell['reason']}; "
+                         "later questions may be affected")
     return "\n".join(lines)
 
 
 def _submissions(paths: list[Path]) -> list[Path]:
+    """The notebooks to grade: files as given, and every ``.ipynb`` under a folder (not hidden ones)."""
     files = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(path.glob("*.ipynb")))
+            found = sorted(path.rglob("*.ipynb"))  # submissions/<student>/00_setup.ipynb too
+            files.extend(f for f in found if not any(part.startswith(".") for part in f.relative_to(path).parts))
         elif path.is_file():
             files.append(path)
         else:
@@ -368,39 +453,84 @@ def _submissions(paths: list[Path]) -> list[Path]:
     return files
 
 
+def _write(path: Path, text: str) -> None:
+    """Write ``text`` through a temporary file, so that an interrupted run never leaves half a file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        with open(partial, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(partial, path)
+    except OSError as error:
+        raise GradeError(f"Cannot write {path}: {error.strerror or error}") from None
+
+
+def write_results(grades: list[Grade], json_path: Path | None, csv_path: Path | None) -> None:
+    """Write the results so far to ``--json`` (everything) and ``--csv`` (one row per submission)."""
+    if json_path:
+        _write(json_path, json.dumps([{**asdict(g), "score": g.score, "total": g.total} for g in grades],
+                                     indent=1) + "\n")
+    if csv_path:
+        numbers = list(dict.fromkeys(q.number for g in grades for q in g.questions))
+        rows = io.StringIO()
+        writer = csv.writer(rows)
+        writer.writerow(["submission", "score", "total"] + [f"Q{n}" for n in numbers] + ["error"])
+        for g in grades:
+            scores = {q.number: f"{q.score:g}" for q in g.questions}
+            writer.writerow([g.submission, f"{g.score:g}", f"{g.total:g}"] + [scores.get(n, "") for n in numbers]
+                            + [g.error])
+        _write(csv_path, rows.getvalue())
+
+
+def _lesson(text: str) -> str:
+    if not re.fullmatch(r"\d\d", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a two-digit lesson number like 00 or 04")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_utils.grade", description=__doc__.split("\n")[0])
     parser.add_argument("submissions", nargs="+", type=Path, help="submitted notebooks, or folders of them")
     parser.add_argument("--reference", type=Path, default=Path("notebooks"), help="solution notebooks folder")
+    parser.add_argument("--lesson", type=_lesson, help="grade every file against lesson NN (default: from the name)")
     parser.add_argument("--timeout", type=int, default=120, help="seconds allowed per cell (default 120)")
     parser.add_argument("--profile", choices=PROFILE_NAMES, default="ci", help="COURSE_PROFILE of the run")
     parser.add_argument("--json", type=Path, help="write every result, per question and per cell, here")
     parser.add_argument("--csv", type=Path, help="write one row per submission (score, total, each question)")
     args = parser.parse_args(argv)
-    try:
+    files: list[Path] = []
+    grades: list[Grade] = []
+    try:  # every usage error before any grading starts
         files = _submissions(args.submissions)
-        for path in files:  # every usage error before any grading starts
-            load_reference(path, args.reference)
-        grades = []
+        unmatched = {}  # file -> why no reference matches it: graded 0, the others still graded
         for path in files:
-            grades.append(grade(path, args.reference, timeout=args.timeout, profile=args.profile))
+            try:
+                find_reference(path, args.reference, args.lesson)
+            except GradeError as error:
+                unmatched[path] = str(error)
+        if len(unmatched) == len(files):
+            raise GradeError(unmatched[files[0]])
+        for reference in sorted({find_reference(p, args.reference, args.lesson) for p in files if p not in unmatched}):
+            read_reference(reference)
+        write_results([], args.json, args.csv)  # can we write there? Better to know before grading
+        for path in files:
+            if path in unmatched:
+                grades.append(ungraded(path, "", {}, f"not graded: {unmatched[path]}"))
+            else:
+                grades.append(grade(path, args.reference, timeout=args.timeout, profile=args.profile,
+                                    lesson=args.lesson))
             print(format_table(grades[-1]) + "\n", flush=True)
+            write_results(grades, args.json, args.csv)
     except GradeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        saved = f"; saved in {', '.join(str(p) for p in (args.json, args.csv) if p)}" if args.json or args.csv else ""
+        print(f"interrupted: {len(grades)} of {len(files)} submissions graded{saved}", file=sys.stderr)
+        return 130
     if len(grades) > 1:
-        print("Summary:\n" + "\n".join(f"  {g.submission}: {g.score:g} / {g.total:g}" for g in grades))
-    if args.json:
-        args.json.write_text(json.dumps([{**asdict(g), "score": g.score, "total": g.total} for g in grades],
-                                        indent=1) + "\n")
-    if args.csv:
-        numbers = list(dict.fromkeys(q.number for g in grades for q in g.questions))
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["submission", "score", "total"] + [f"Q{n}" for n in numbers])
-            for g in grades:
-                scores = {q.number: f"{q.score:g}" for q in g.questions}
-                writer.writerow([g.submission, f"{g.score:g}", f"{g.total:g}"] + [scores.get(n, "") for n in numbers])
+        print("Summary:\n" + "\n".join(f"  {g.submission}: {g.score:g} / {g.total:g}"
+                                       + ("  (not graded)" if g.error else "") for g in grades))
     return 0
 
 

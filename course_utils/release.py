@@ -4,7 +4,9 @@ The solution notebooks ``notebooks/NN_*.ipynb`` are the only source. Each one be
 ``notebooks/student/NN_*.ipynb``, where
 
 - every ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` region becomes nbgrader's stub,
-  ``# YOUR CODE HERE`` / ``raise NotImplementedError()``, at the marker's indentation;
+  ``# YOUR CODE HERE`` / ``raise NotImplementedError()``, at the marker's indentation (in markdown
+  and raw cells: ``YOUR ANSWER HERE``; a raw cell, like a code cell, may not mention a marker
+  inside a longer line, which would leak a solution);
 - outputs and execution counts are cleared, except on ``# NBVAL_CHECK_OUTPUT`` cells: their
   stored output is the expected answer that nbval compares against;
 - Colab badges and other links to ``notebooks/NN_x.ipynb`` point at ``notebooks/student/NN_x.ipynb``,
@@ -106,9 +108,9 @@ def release_notebook(nb: NotebookNode, name: str = "notebook") -> NotebookNode:
         new = {"cell_type": cell.cell_type, "id": str(cell.get("id") or f"cell-{index}"),
                "metadata": {"tags": list(cell.metadata["tags"])} if cell.metadata.get("tags") else {}}
         is_code = cell.cell_type == "code"
-        try:  # markdown prose may mention the markers; only code cells are strict
-            source = (strip_solutions(cell.source, CODE_STUB if is_code else TEXT_STUB, strict=is_code)
-                      if cell.cell_type != "raw" else cell.source)
+        try:  # markdown prose may mention the markers; code and raw cells are strict
+            source = strip_solutions(cell.source, CODE_STUB if is_code else TEXT_STUB,
+                                     strict=cell.cell_type != "markdown")
         except ValueError as error:
             first = cell.source.strip().split("\n")[0][:40]
             raise ReleaseError(f"{name}, cell {index} ({first!r}): {error}") from None

@@ -1,8 +1,8 @@
 """course_utils.grade: graded copies, score tables, usage errors (toy notebooks).
 
 One nbval run per submission costs a kernel start, so a single CLI call (module fixture) grades
-the three submissions every kernel test reads: the solution, the released student copy, and a
-tampered answer sheet.
+the submissions folder every kernel test reads: the solution (under a name pytest refuses), the
+released student copy, a tampered answer sheet, a misnamed file and a file with a broken cell.
 """
 
 import json
@@ -30,36 +30,49 @@ def tampered(student: nbformat.NotebookNode) -> nbformat.NotebookNode:
     nbh.answer(nb, "square", "return x + x")
     nbh.delete(nb, "check-greet")
     nbh.delete(nb, "check-square")
-    nb.cells.insert(2, nbh.code("crash", 'raise RuntimeError("training crashed")'))
+    nb.cells.insert(10, nbh.code("crash", 'raise RuntimeError("training crashed")'))  # after "train"
     return nb
+
+
+def with_null_source(student: nbformat.NotebookNode) -> str:
+    """The JSON text of a student copy whose ``add`` cell has ``"source": null``."""
+    nb = json.loads(nbformat.writes(student))
+    next(c for c in nb["cells"] if c["id"] == "add")["source"] = None
+    return json.dumps(nb)
 
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    """notebooks/01_toy.ipynb (reference), its student copy, and submissions/ of three students."""
+    """notebooks/01_toy.ipynb (reference), its student copy, and submissions/."""
     root = tmp_path_factory.mktemp("course")
-    notebooks = root / "notebooks"
+    notebooks, subs = root / "notebooks", root / "submissions"
     solution = nbh.write(nbh.toy_solution(), notebooks / "01_toy.ipynb")
-    student = release.release_notebook(nbh.toy_solution())
-    nbh.write(nbformat.read(solution, as_version=4), root / "submissions" / "ada" / "01_toy.ipynb")
-    nbh.write(student, root / "submissions" / "01_toy_blank.ipynb")
-    nbh.write(tampered(student), root / "submissions" / "bob_01_toy.ipynb")
+    # Only ada imports the real course_utils.checks: the others use a torch-free stand-in (fast).
+    student = release.release_notebook(nbh.light_solution())
+    nbh.write(nbformat.read(solution, as_version=4), subs / "ada" / "01_toy_Élodie[final].ipynb")  # [] and ::
+    nbh.write(student, subs / "ada" / ".ipynb_checkpoints" / "01_toy-checkpoint.ipynb")  # Jupyter's: skipped
+    nbh.write(nbformat.read(solution, as_version=4), subs / "ada_lab0.ipynb")  # no lesson number
+    (subs / "01_toy_odd.ipynb").write_text(with_null_source(student))
+    nbh.write(student, subs / "01_toy_blank.ipynb")
+    nbh.write(tampered(student), subs / "bob_01_toy.ipynb")
     return root
 
 
 @pytest.fixture(scope="module")
 def graded(course):
-    """Run the CLI once on the three submissions; returns (process, {file name: result})."""
-    subs = course / "submissions"
+    """Run the CLI once on the submissions folder; returns (process, {file name: result})."""
+    out = course / "out"  # not there yet: the CLI makes it
     run = subprocess.run(
-        [sys.executable, "-m", "course_utils.grade", str(subs / "ada" / "01_toy.ipynb"),
-         str(subs / "01_toy_blank.ipynb"), str(subs / "bob_01_toy.ipynb"), "--reference",
-         str(course / "notebooks"), "--timeout", "60", "--json", str(course / "grades.json"),
-         "--csv", str(course / "grades.csv")],
+        [sys.executable, "-m", "course_utils.grade", str(course / "submissions"), "--reference",
+         str(course / "notebooks"), "--timeout", "60", "--json", str(out / "grades.json"),
+         "--csv", str(out / "grades.csv")],
         capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
-    results = json.loads((course / "grades.json").read_text())
+    results = json.loads((out / "grades.json").read_text())
     return run, {result["submission"].split("submissions/")[1]: result for result in results}
+
+
+ADA = "ada/01_toy_Élodie[final].ipynb"
 
 
 def scores(result: dict) -> dict:
@@ -68,7 +81,7 @@ def scores(result: dict) -> dict:
 
 def test_solution_notebook_scores_full_marks(graded):
     run, results = graded
-    ada = results["ada/01_toy.ipynb"]
+    ada = results[ADA]  # its name has [] in it, which pytest refuses: the graded copy has a safe name
     assert (ada["score"], ada["total"]) == (nbh.TOTAL_POINTS, nbh.TOTAL_POINTS)
     assert ada["failed_cells"] == []
     assert "Total: 5 / 5" in run.stdout
@@ -107,15 +120,71 @@ def test_crashing_non_check_cell_fails_no_question(graded):
         [(None, "raised RuntimeError: training crashed")]
 
 
+def test_failed_cells_are_located_in_the_submitted_file(graded):
+    run, results = graded
+    failed = {c["reason"]: c for c in results["bob_01_toy.ipynb"]["failed_cells"]}
+    crash = failed["raised RuntimeError: training crashed"]
+    assert (crash["cell"], crash["source"]) == (10, 'raise RuntimeError("training crashed")')  # 0-based, all cells
+    assert failed["FAIL got add(2, 3) -1 expected add(2, 3) 5"]["cell"] == 5
+    assert failed["FAIL got square(7) 14 expected square(7) 49"]["cell"] is None  # deleted, restored
+    assert ("Total: 1 / 5\n  cell 10 (0-based) `raise RuntimeError(\"training crashed\")`: raised RuntimeError: "
+            "training crashed; later questions may be affected") in run.stdout
+
+
+def test_folders_are_searched_recursively_and_misnamed_files_reported(graded):
+    run, results = graded
+    assert sorted(results) == ["01_toy_blank.ipynb", "01_toy_odd.ipynb", ADA, "ada_lab0.ipynb", "bob_01_toy.ipynb"]
+    lab = results["ada_lab0.ipynb"]
+    assert (lab["score"], lab["total"], lab["reference"], lab["questions"]) == (0, 0, "", [])
+    assert lab["error"] == ("not graded: ada_lab0.ipynb has no lesson number: rename it like its lesson "
+                            "(NN_topic.ipynb, e.g. 00_setup.ipynb) or pass --lesson NN.")
+    assert f"ada_lab0.ipynb  (reference: none)\n  {lab['error']}\nTotal: 0 / 0  (not graded)" in run.stdout
+
+
+def test_cell_without_source_scores_zero_and_the_batch_goes_on(graded):
+    odd = graded[1]["01_toy_odd.ipynb"]
+    assert (odd["score"], odd["total"]) == (0, nbh.TOTAL_POINTS)
+    assert odd["error"] == "not graded: ValueError: cell 4 has no source text (source: None)"
+    assert all(q["reason"] == odd["error"] for q in odd["questions"])
+
+
+def test_json_scores_are_floats(graded):
+    for result in graded[1].values():
+        assert all(type(x) is float for x in [result["score"], result["total"]]
+                   + [q["score"] for q in result["questions"]]), result
+
+
 def test_cli_prints_a_table_per_submission_and_a_csv_summary(graded, course):
     run, _ = graded
-    assert run.stdout.count("Question 1   add     ") == 3
+    assert run.stdout.count("Question 1   add     ") == 4  # not the misnamed file's
     assert "  Question 2   scale   0/2  FAIL  check 1 of 2: FAIL got" in run.stdout
     assert "Total: 0 / 5" in run.stdout and "Total: 1 / 5" in run.stdout
-    rows = (course / "grades.csv").read_text().splitlines()
-    assert rows[0] == "submission,score,total,Q1,Q2,Q3,Q4"
-    assert [row.split(",")[1:] for row in rows[1:]] == [
-        ["5", "5", "1", "2", "1", "1"], ["0", "5", "0", "0", "0", "0"], ["1", "5", "0", "0", "1", "0"]]
+    rows = (course / "out" / "grades.csv").read_text(encoding="utf-8").splitlines()
+    assert rows[0] == "submission,score,total,Q1,Q2,Q3,Q4,error"
+    cells = {row.split(",")[0].split("submissions/")[1]: row.split(",")[1:7] for row in rows[1:]}
+    assert cells == {"01_toy_blank.ipynb": ["0", "5", "0", "0", "0", "0"],
+                     "01_toy_odd.ipynb": ["0", "5", "0", "0", "0", "0"],
+                     ADA: ["5", "5", "1", "2", "1", "1"],
+                     "ada_lab0.ipynb": ["0", "0", "", "", "", ""],
+                     "bob_01_toy.ipynb": ["1", "5", "0", "0", "1", "0"]}
+
+
+def test_after_a_timeout_later_cells_report_their_own_result(tmp_path):
+    """Q1 loops forever; Q2 is right, Q3 wrong; then a cell kills the kernel, so Q4 cannot run."""
+    solution = nbh.write(nbh.light_solution(), tmp_path / "notebooks" / "01_toy.ipynb")
+    nb = release.release_notebook(nbformat.read(solution, as_version=4))
+    nbh.answer(nb, "add", "while True: pass")
+    nbh.answer(nb, "scale", "out.append(k * x)")
+    nbh.answer(nb, "greet", 'return "hi"')
+    nbh.answer(nb, "square", "return x * x")
+    nb.cells.insert(nb.cells.index(nbh.cell(nb, "q4")), nbh.code("exit", "import os; os._exit(1)"))
+    result = grade.grade(nbh.write(nb, tmp_path / "01_toy.ipynb"), solution.parent, timeout=3)
+    assert [q.reason for q in result.questions] == [
+        "Timeout of 3 seconds exceeded executing cell", "",
+        "FAIL got greet 'hi' expected greet 'hello Ada'", AFTER_CRASH]
+    exit_cell = [c for c in result.failed_cells if c["source"] == "import os; os._exit(1)"]
+    assert [c["cell"] for c in exit_cell] == [14]
+    assert "cell 14 (0-based) `import os; os._exit(1)`: " in grade.format_table(result)
 
 
 # --- without a kernel -------------------------------------------------------------------------
@@ -143,7 +212,7 @@ def test_reference_check_cell_without_points_or_output_is_an_error():
 
 
 def graded_ids(submission, tmp_path):
-    nb, tags, notes = grade.build_graded_notebook(submission, questions(), tmp_path)
+    nb, tags, _, notes = grade.build_graded_notebook(submission, questions(), tmp_path)
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert len(tags) == len(code_cells) and "os.chdir" in code_cells[0].source
     ref_ids = {(q.number, k): check.id for q in questions().values() for k, check in enumerate(q.checks)}
@@ -181,11 +250,12 @@ def test_edited_check_cell_is_replaced_by_the_reference(tmp_path):
     check.source = check.source.replace("5, ", "6, ")
     check.outputs = [nbh.stdout("PASS add(2, 3) 6\n")]
     nb.cells.insert(6, nbformat.from_dict(check))  # a duplicate is dropped
-    graded, tags, notes = grade.build_graded_notebook(nb, questions(), tmp_path)
+    graded, tags, origins, notes = grade.build_graded_notebook(nb, questions(), tmp_path)
     ref = nbh.cell(nbh.toy_solution(), "check-add")
     used = [c for c in graded.cells if c.cell_type == "code" and "# Question 1" in c.source]
     assert [(c.source, c.outputs) for c in used] == [(ref.source, ref.outputs)]
     assert notes[("1", 0)] == ["check cell edited, reference used"]
+    assert origins[:5] == [None, 1, 2, 4, 5]  # setup cell, then each code cell's index in the submission
 
 
 AFTER_CRASH = "failed after an earlier cell timed out or crashed the kernel"
@@ -194,12 +264,13 @@ AFTER_CRASH = "failed after an earlier cell timed out or crashed the kernel"
 @pytest.mark.parametrize("outcome, report, reason", [
     ("failed", "Cell 3: Timeout of 60 seconds exceeded executing cell",
      "Timeout of 60 seconds exceeded executing cell"),
-    ("skipped", "Previous cell timed out, expected cell to fail", AFTER_CRASH),
+    ("skipped", "", "skipped by nbval (an # NBVAL_SKIP comment?)"),
     ("failed", "RuntimeError: Kernel dead on test start", AFTER_CRASH),
     ("failed", "Cell 3: Cell outputs differ\nTraceback:\nMissing output fields from running code: {'stdout'}",
      "printed nothing, expected 'PASS x'"),
     ("failed", "Cell 3: Cell outputs differ\nTraceback:\n  - None\n  + PASS x\n", "printed 'None', expected 'PASS x'"),
-    ("missing", "", "not run: the grading run was stopped (too slow overall?)"),
+    ("missing", "", "not run"),
+    ("missing", "not run: pytest stopped: ERROR: x", "not run: pytest stopped: ERROR: x"),
 ])
 def test_failure_reason_is_one_line(outcome, report, reason):
     assert grade.failure_reason(outcome, report, expected="PASS x\n") == reason
@@ -211,6 +282,9 @@ def test_reference_is_found_by_name_or_lesson_number(course):
     assert grade.find_reference(course / "bob_01_toy (2).ipynb", notebooks) == notebooks / "01_toy.ipynb"
     with pytest.raises(grade.GradeError, match="No single reference notebook"):
         grade.find_reference(course / "02_other.ipynb", notebooks)
+    assert grade.find_reference(course / "ada_lab0.ipynb", notebooks, lesson="01") == notebooks / "01_toy.ipynb"
+    with pytest.raises(grade.GradeError, match="has no lesson number: .* or pass --lesson NN"):
+        grade.find_reference(course / "ada_lab0.ipynb", notebooks)
 
 
 def test_missing_submission_or_reference_is_a_usage_error(course, capsys):
@@ -234,3 +308,66 @@ def test_unreadable_submission_scores_zero_without_running(course):
     result = grade.grade(broken, course / "notebooks")
     assert (result.score, result.total) == (0, nbh.TOTAL_POINTS)
     assert result.questions[0].reason == "not a readable notebook (NotJSONError)"
+
+
+def test_run_nbval_says_why_pytest_gave_no_result(tmp_path):
+    path = nbh.write(nbh.light_solution(), tmp_path / "01_toy[final].ipynb")  # pytest refuses [] in paths
+    results, stopped = grade.run_nbval(path, timeout=10)
+    assert results == {}
+    assert stopped.startswith("not run: pytest stopped: ERROR: path cannot contain [] parametrization")
+
+
+def test_unexpected_error_while_grading_scores_zero(course, monkeypatch):
+    def broken(*args):
+        raise KeyError("cells")
+    monkeypatch.setattr(grade, "build_graded_notebook", broken)
+    result = grade.grade(course / "submissions" / ADA, course / "notebooks")
+    assert (result.score, result.total, result.error) == (0, nbh.TOTAL_POINTS, "not graded: KeyError: 'cells'")
+
+
+def fake_grades(monkeypatch, *outcomes):
+    """Replace grade.grade: each call returns full marks, or raises the next exception in ``outcomes``."""
+    calls = []
+
+    def fake(path, reference_dir, **options):
+        calls.append((path.name, options["lesson"]))
+        outcome = outcomes[len(calls) - 1] if len(calls) <= len(outcomes) else None
+        if outcome:
+            raise outcome
+        return grade.Grade(str(path), "ref", [grade.QuestionResult("1", "add", 1.0, 1.0, True)], [])
+    monkeypatch.setattr(grade, "grade", fake)
+    return calls
+
+
+@pytest.fixture
+def lesson(tmp_path):
+    """A reference folder and two submissions, a.ipynb and b.ipynb (no lesson number in their names)."""
+    nbh.write(nbh.toy_solution(), tmp_path / "notebooks" / "01_toy.ipynb")
+    return [str(nbh.write(nbh.toy_solution(), tmp_path / f"{name}.ipynb")) for name in "ab"] + [
+        "--reference", str(tmp_path / "notebooks"), "--lesson", "01"]
+
+
+def test_lesson_option_grades_misnamed_files(lesson, monkeypatch, capsys):
+    calls = fake_grades(monkeypatch)
+    assert grade.main(lesson) == 0
+    assert calls == [("a.ipynb", "01"), ("b.ipynb", "01")]
+    assert grade.main(lesson[:-1] + ["07"]) == 2
+    assert "No single reference notebook for lesson 07" in capsys.readouterr().err
+
+
+def test_unwritable_output_fails_before_grading_and_folders_are_made(lesson, tmp_path, monkeypatch, capsys):
+    calls = fake_grades(monkeypatch)
+    (tmp_path / "file").write_text("")
+    assert grade.main(lesson + ["--csv", str(tmp_path / "file" / "g.csv")]) == 2
+    assert calls == [] and "error: Cannot write" in capsys.readouterr().err
+    assert grade.main(lesson + ["--json", str(tmp_path / "new" / "g.json")]) == 0
+    assert len(json.loads((tmp_path / "new" / "g.json").read_text())) == 2
+
+
+def test_results_are_written_after_each_submission(lesson, tmp_path, monkeypatch, capsys):
+    fake_grades(monkeypatch, None, KeyboardInterrupt())
+    out = ["--json", str(tmp_path / "g.json"), "--csv", str(tmp_path / "g.csv")]
+    assert grade.main(lesson + out) == 130
+    assert "interrupted: 1 of 2 submissions graded" in capsys.readouterr().err
+    assert [r["submission"] for r in json.loads((tmp_path / "g.json").read_text())] == [lesson[0]]
+    assert len((tmp_path / "g.csv").read_text().splitlines()) == 2

@@ -122,3 +122,15 @@ def test_unbalanced_markers_fail_the_cli_naming_notebook_and_cell(source):
     assert "'### BEGIN SOLUTION' is never closed" in run.stderr
     assert "Traceback" not in run.stderr
     assert not (source / "student").exists()
+
+
+def test_raw_cells_lose_their_solutions_too():
+    solution = nbh.toy_solution()
+    solution.cells.append(nbformat.v4.new_raw_cell("Answer:\n### BEGIN SOLUTION\n42\n### END SOLUTION", id="raw"))
+    solution.cells.append(nbformat.v4.new_raw_cell("plain raw text", id="plain"))
+    student = release.release_notebook(solution)
+    assert nbh.cell(student, "raw").source == "Answer:\nYOUR ANSWER HERE"
+    assert nbh.cell(student, "plain").source == "plain raw text"
+    nbh.cell(solution, "raw").source = "42  ### BEGIN SOLUTION"  # would leak: refused, naming the cell
+    with pytest.raises(release.ReleaseError, match="cell 17 .*a solution marker must be a line of its own"):
+        release.release_notebook(solution, name="01_toy.ipynb")
