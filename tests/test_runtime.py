@@ -235,6 +235,18 @@ def test_results_dir_is_made_per_lesson_and_profile_and_follows_course_results(m
     assert runtime.results_dir(quick, "04_unet") == path
 
 
+def test_results_and_checkpoints_default_to_the_checkout_or_the_home_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv(runtime.RESULTS_ENV, raising=False)
+    monkeypatch.delenv(runtime.CHECKPOINT_ENV, raising=False)
+    ci = runtime.default_profile("ci")
+    monkeypatch.setattr(runtime, "repo_root", lambda: tmp_path / "repo")
+    assert runtime.results_dir(ci, "04_unet") == tmp_path / "repo" / "results" / "04_unet" / "ci"
+    assert runtime.checkpoint_dir(ci) == tmp_path / "repo" / "checkpoints" / "ci"
+    monkeypatch.setattr(runtime, "repo_root", lambda: None)  # pip-installed, e.g. in Colab
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert runtime.results_dir(ci, "06_x") == tmp_path / "home" / "course_data" / "results" / "06_x" / "ci"
+
+
 def test_keep_checkpoints_on_drive_mounts_and_points_the_course_there(monkeypatch, tmp_path, capsys):
     mounted = []
     colab = types.ModuleType("google.colab")
