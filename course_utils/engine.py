@@ -98,9 +98,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, criterion: nn.Module,
         validate.float_images(images)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(images)  # (N, C) or (N, C, H, W)
-            validate.outputs_fit_targets(logits, targets, num_classes)
-            if i == 0:
-                validate.known_labels(targets, logits.shape[1], validate.ignored_label(criterion))
+            validate.targets_fit(logits, targets, num_classes, criterion, read_values=i == 0)
             loss = criterion(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -148,9 +146,7 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str, num
         validate.float_images(images)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(images)  # (N, C) or (N, C, H, W)
-            validate.outputs_fit_targets(logits, targets, num_classes)
-            if i == 0:
-                validate.known_labels(targets, logits.shape[1], validate.ignored_label(criterion))
+            validate.targets_fit(logits, targets, num_classes, criterion, read_values=i == 0)
             if criterion is not None:
                 loss_sum += criterion(logits, targets).float() * images.shape[0]
         matrix.update(logits.argmax(1), targets)  # (N,) or (N, H, W)

@@ -70,3 +70,12 @@ def known_labels(targets: torch.Tensor, num_classes: int, ignore_index: int) -> 
 def ignored_label(criterion: nn.Module | None) -> int:
     """The label the loss skips (nn.CrossEntropyLoss: ``ignore_index``); without one, metrics' 255."""
     return getattr(criterion, "ignore_index", IGNORE_INDEX)
+
+
+def targets_fit(logits: torch.Tensor, targets: torch.Tensor, num_classes: int | None,
+                criterion: nn.Module | None, read_values: bool) -> None:
+    """The engine's check after the forward pass: shapes and dtype on every batch; with
+    ``read_values`` (the first batch of a pass) also the label values the loss will see."""
+    outputs_fit_targets(logits, targets, num_classes)
+    if read_values:
+        known_labels(targets, logits.shape[1], ignored_label(criterion))
