@@ -48,12 +48,20 @@ def make_scaler(device: torch.device, amp: bool) -> torch.amp.GradScaler | None:
 
 
 def _progress(loader: Iterable, progress: bool, desc: str) -> Iterable:
+    """``loader``'s batches, behind a progress bar when ``progress`` (none at all in ci).
+
+    The bar gets an iterator made here, not the loader: ``tqdm.auto``'s bar calls ``iter()`` on
+    what it is given, so a DataLoader would start its workers twice per epoch and leave one
+    unused iterator behind, whose clean-up later runs inside a forked worker ("Exception ignored
+    in ... _MultiProcessingDataLoaderIter.__del__ ... can only test a child process").
+    """
     if not progress:
         return loader  # ci: no bars at all, not even a disabled one
     with warnings.catch_warnings():  # without ipywidgets tqdm.auto warns, then falls back to text bars
         warnings.simplefilter("ignore")
         from tqdm.auto import tqdm
-    return tqdm(loader, desc=desc, leave=False)  # stderr; cleared when done
+    total = len(loader) if hasattr(loader, "__len__") else None
+    return tqdm(iter(loader), total=total, desc=desc, leave=False)  # stderr; cleared when done
 
 
 def _place(model: nn.Module, device: torch.device) -> None:

@@ -33,19 +33,22 @@ URL = torchvision.datasets.CIFAR10.url  # https://www.cs.toronto.edu/~kriz/cifar
 FOLDER = torchvision.datasets.CIFAR10.base_folder  # "cifar-10-batches-py"
 
 
-class SyntheticCIFAR10(torchvision.datasets.CIFAR10):
-    """torchvision's ``CIFAR10`` reading the synthetic set written by ``synthetic.write_cifar10``.
+class LocalCIFAR10(torchvision.datasets.CIFAR10):
+    """torchvision's ``CIFAR10`` reading files checked against their own ``checksums.md5``.
 
-    Only the expected md5s differ: ``train_list``, ``test_list`` and ``meta`` take them from the
-    ``checksums.md5`` that the generator computed from the files it had just written. They cannot
-    be hard-coded, because pickle bytes change with the numpy version. Everything else, including
-    torchvision's integrity check and ``_load_meta``, runs unchanged, so a corrupted file is
-    refused exactly as with the real data.
+    For CIFAR-format folders that are not the official download: the synthetic set written by
+    ``synthetic.write_cifar10``, or a sample of real images in the official layout (e.g. the
+    course's 10,000-image sample). Only the expected md5s differ: ``train_list``, ``test_list``
+    and ``meta`` take them from ``checksums.md5``, written with the files. They cannot be
+    hard-coded, because pickle bytes change with the numpy version. Everything else, including
+    torchvision's integrity check and ``_load_meta``, runs unchanged, so a damaged file is refused
+    exactly as with the official data. An official download has no ``checksums.md5`` and is
+    always checked against torchvision's own md5s.
     """
 
     def __init__(self, root: str | Path, train: bool = True, transform=None, target_transform=None):
         md5 = synthetic.read_checksums(Path(root) / self.base_folder)
-        # Instance attributes shadow the class's real-CIFAR md5s; "missing" never matches.
+        # Instance attributes shadow the class's official md5s; "missing" never matches.
         self.train_list = [[name, md5.get(name, "missing")] for name, _ in self.train_list]
         self.test_list = [[name, md5.get(name, "missing")] for name, _ in self.test_list]
         self.meta = {**self.meta, "md5": md5.get(self.meta["filename"], "missing")}
@@ -53,8 +56,41 @@ class SyntheticCIFAR10(torchvision.datasets.CIFAR10):
                          target_transform=target_transform, download=False)
 
     def download(self) -> None:
+        raise RuntimeError(f"{Path(self.root) / self.base_folder} is a local CIFAR-10 copy with its own "
+                           f"{synthetic.CIFAR_CHECKSUMS}, not a download: restore its files from where they came.")
+
+
+class SyntheticCIFAR10(LocalCIFAR10):
+    """The synthetic stand-in of the ``ci`` profile (``synthetic.write_cifar10``), read as above."""
+
+    def download(self) -> None:
         raise RuntimeError("The synthetic CIFAR-10 is generated, not downloaded: "
                            "use synthetic.write_cifar10(root) or synthetic.ensure_cifar10().")
+
+
+def is_local_copy(root: str | Path) -> bool:
+    """True when ``root/cifar-10-batches-py`` has its own ``checksums.md5`` (not the official files)."""
+    return (Path(root) / FOLDER / synthetic.CIFAR_CHECKSUMS).is_file()
+
+
+def damaged_files(root: str | Path) -> list[str]:
+    """The CIFAR-10 files under ``root`` that are missing or fail their md5, e.g. ``["data_batch_3 (md5 mismatch)"]``.
+
+    Checked against ``checksums.md5`` for a local copy, against torchvision's md5s otherwise.
+    """
+    folder = Path(root) / FOLDER
+    official = torchvision.datasets.CIFAR10
+    expected = dict(official.train_list + official.test_list + [[official.meta["filename"], official.meta["md5"]]])
+    if is_local_copy(root):
+        local = synthetic.read_checksums(folder)
+        expected = {name: local.get(name, "missing") for name in expected}
+    problems = []
+    for name, md5 in expected.items():
+        if not (folder / name).is_file():
+            problems.append(f"{name} (missing)")
+        elif synthetic.md5sum(folder / name) != md5:
+            problems.append(f"{name} (md5 mismatch)")
+    return problems
 
 
 def train_transform() -> v2.Compose:
@@ -82,7 +118,12 @@ def _how_to_get(root: Path) -> str:
 
 
 def _open_real(root: Path, train: bool, transform, download: bool) -> torchvision.datasets.CIFAR10:
-    """torchvision's CIFAR10, with its errors turned into directions."""
+    """torchvision's CIFAR10 (or a ``LocalCIFAR10`` copy), with its errors turned into directions."""
+    if is_local_copy(root):
+        try:
+            return LocalCIFAR10(root, train=train, transform=transform)
+        except RuntimeError:
+            raise FileNotFoundError(_damaged_message(root, "checked against its own checksums.md5")) from None
     try:
         with network_timeout():
             return torchvision.datasets.CIFAR10(root, train=train, transform=transform, download=download)
@@ -90,12 +131,23 @@ def _open_real(root: Path, train: bool, transform, download: bool) -> torchvisio
         # URLError/OSError: no internet, host down or stalled (timeout), disk full; HTTPException: a
         # dropped connection; TarError: a damaged archive; RuntimeError: an md5 mismatch (of the
         # downloaded archive) or torchvision's "Dataset not found or corrupted".
+        if (root / FOLDER).is_dir() and damaged_files(root):
+            # The files are there but fail torchvision's md5s: say which before blaming the network.
+            tried = f" (Downloading a fresh copy failed too: {error}.)" if download else ""
+            raise FileNotFoundError(_damaged_message(root, "checked against torchvision's md5s") + tried) from None
         if download:
             message = f"Could not download CIFAR-10 into {root} ({error}). "
             raise RuntimeError(message + _how_to_get(root)) from None
-        state = "is incomplete or corrupted (md5 mismatch)" if (root / FOLDER).exists() else "not found"
-        message = f"CIFAR-10 {state} under {root / FOLDER}. "
-        raise FileNotFoundError(message + _how_to_get(root)) from None
+        raise FileNotFoundError(f"CIFAR-10 not found under {root / FOLDER}. " + _how_to_get(root)) from None
+
+
+def _damaged_message(root: Path, how: str) -> str:
+    folder, archive = root / FOLDER, root / Path(URL).name
+    also = f" and {archive.name}" if archive.exists() else ""
+    return (f"The local CIFAR-10 files under {folder} are incomplete or corrupt ({how}): "
+            f"{', '.join(damaged_files(root))}. To repair them, delete {folder}{also}, then run the cell "
+            f"again with internet (cifar.download() fetches and checks a fresh copy, ~170 MB), or "
+            f"copy the complete folder from a machine where it works.")
 
 
 def download(root: str | Path | None = None) -> Path:
@@ -157,7 +209,8 @@ def loaders(profile: runtime.Profile, root: str | Path | None = None, download: 
     else:
         train_loader, test_loader = make_loaders(train, test, profile, seed=seed)
     full = train.dataset if isinstance(train, Subset) else train
-    kind = "synthetic stand-in" if profile.synthetic else "real"
+    kind = ("synthetic stand-in" if profile.synthetic else
+            "real, a local copy checked against its own checksums.md5" if is_local_copy(full.root) else "real")
     where = ", kept and augmented on the GPU" if on_gpu else ""
     print(f"CIFAR-10 ({kind}): {size_text(train)} train / {size_text(test)} test images "
           f"from {Path(full.root) / FOLDER}{where}")

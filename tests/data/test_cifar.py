@@ -181,3 +181,46 @@ def test_datasets_pickle_for_spawned_workers(synthetic_cifar_root, ci_profile):
         image, label = dataset[3]
         torch.manual_seed(0)
         assert torch.equal(copy[3][0], image) and copy[3][1] == label
+
+
+def _offline(monkeypatch):
+    def no_internet(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", no_internet)
+
+
+def test_corrupt_official_files_offline_are_named_not_blamed_on_the_network(synthetic_cifar_root, tmp_path, monkeypatch):
+    """Files in the official layout that fail torchvision's md5s: say which, and how to repair them."""
+    shutil.copytree(synthetic_cifar_root / cifar.FOLDER, tmp_path / cifar.FOLDER)
+    (tmp_path / cifar.FOLDER / synthetic.CIFAR_CHECKSUMS).unlink()  # now it claims to be the official download
+    (tmp_path / cifar.FOLDER / "data_batch_4").unlink()
+    _offline(monkeypatch)
+    for call in (lambda: cifar.download(tmp_path),
+                 lambda: cifar.datasets(runtime.default_profile("quick"), root=tmp_path, download=False)):
+        with pytest.raises(FileNotFoundError) as error:
+            call()
+        message = str(error.value)
+        assert "incomplete or corrupt" in message and str(tmp_path / cifar.FOLDER) in message
+        assert "data_batch_1 (md5 mismatch)" in message and "data_batch_4 (missing)" in message
+        assert "delete" in message and "cifar.download()" in message
+        assert not message.startswith("Could not download")
+
+
+def test_a_local_copy_with_its_own_checksums_loads_as_real_data(synthetic_cifar_root, tmp_path, capsys):
+    """E.g. the course's real 10,000-image sample: real data, checked against its checksums.md5."""
+    shutil.copytree(synthetic_cifar_root / cifar.FOLDER, tmp_path / cifar.FOLDER)
+    profile = dataclasses.replace(runtime.default_profile("quick"), num_workers=0, train_subset=64, eval_subset=32)
+    train_loader, _ = cifar.loaders(profile, root=tmp_path, download=True)  # nothing to download
+    assert len(train_loader.dataset) == 64
+    assert "(real, a local copy checked against its own checksums.md5)" in capsys.readouterr().out
+    assert cifar.damaged_files(tmp_path) == []
+
+
+def test_a_damaged_local_copy_names_its_file(synthetic_cifar_root, tmp_path):
+    shutil.copytree(synthetic_cifar_root / cifar.FOLDER, tmp_path / cifar.FOLDER)
+    with open(tmp_path / cifar.FOLDER / "test_batch", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02")
+    with pytest.raises(FileNotFoundError, match=r"its own checksums.md5\): test_batch \(md5 mismatch\)"):
+        cifar.datasets(runtime.default_profile("quick"), root=tmp_path, download=True)
