@@ -63,15 +63,41 @@ def _voc_colormap(n: int = 256) -> torch.Tensor:
 VOC_PALETTE = _voc_colormap()  # (256, 3): 0 black, 1 (128, 0, 0), ..., 255 (224, 224, 192)
 
 
+def _unreadable(path: str | Path, error: Exception) -> RuntimeError:
+    """The error for a damaged VOC file: PIL's own ("image file is truncated") names no file."""
+    return RuntimeError(
+        f"Cannot read {path} ({type(error).__name__}: {error}): the file is damaged, e.g. cut "
+        f"short by an interrupted download, copy or extraction. Delete it and run voc.download() "
+        f"again: it puts back missing files from the kept {TAR_NAME} (or downloads it, 2 GB). "
+        f"For the synthetic set, delete its VOCdevkit folder: it is written again on next use.")
+
+
+def _load_image(path: str | Path) -> Image.Image:
+    """A VOC photo as an RGB PIL image, decoded now so that a damaged file fails naming itself."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise  # already names the file
+    except (OSError, ValueError, SyntaxError) as error:  # PIL's errors for damaged files
+        raise _unreadable(path, error) from None
+
+
 def _load_mask(path: str | Path) -> torch.Tensor:
     """A VOC mask (H, W) uint8, validated: palette or greyscale, values 0..20 or 255."""
-    with Image.open(path) as png:
-        if png.mode not in ("P", "L"):
-            raise ValueError(
-                f"{path}: mask has PIL mode {png.mode!r}; expected a palette ('P') or greyscale "
-                f"('L') PNG whose pixel values are class indices 0..20 (255 = void). A mask saved "
-                f"as RGB holds colours, not classes: save it as a palette PNG instead.")
-        array = np.array(png)  # (H, W) uint8 class indices
+    try:
+        with Image.open(path) as png:
+            mode = png.mode
+            array = np.array(png) if mode in ("P", "L") else None  # (H, W) uint8 class indices
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, SyntaxError) as error:
+        raise _unreadable(path, error) from None
+    if array is None:
+        raise ValueError(
+            f"{path}: mask has PIL mode {mode!r}; expected a palette ('P') or greyscale "
+            f"('L') PNG whose pixel values are class indices 0..20 (255 = void). A mask saved "
+            f"as RGB holds colours, not classes: save it as a palette PNG instead.")
     # numpy, not torch: on tiny per-image arrays torch's thread pool costs more than the work
     bad = (array >= NUM_CLASSES) & (array != IGNORE_INDEX)
     if bad.any():
@@ -93,10 +119,29 @@ class VOCSegmentationV2(torchvision.datasets.VOCSegmentation):
     tv_tensors, the mask gets the image's crop and flip, nearest resizing and 255 padding.
     Each mask is validated as it is read, so an RGB-saved mask fails naming its file; that check
     is why we wrap in tv_tensors here instead of calling ``wrap_dataset_for_transforms_v2``.
+    The split list (``ImageSets/Segmentation/<image_set>.txt``) is read leniently: blank lines,
+    spaces and Windows line ends are skipped; a list without any image id is an error naming it.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # torchvision turns a blank line of the split list into "JPEGImages/.jpg": read it again
+        voc_root = Path(self.root) / torchvision.datasets.voc.DATASET_YEAR_DICT[self.year]["base_dir"]
+        self.split_file = voc_root / "ImageSets" / "Segmentation" / f"{self.image_set}.txt"
+        lines = self.split_file.read_text(encoding="utf-8-sig").splitlines()
+        ids = [line.strip() for line in lines if line.strip()]
+        if not ids:
+            raise ValueError(
+                f"{self.split_file} lists no images (it is empty or holds only blank lines); it "
+                f"should hold one image id per line, e.g. 2007_000032. Restore it: delete "
+                f"{voc_root.parent} and run voc.download() again (a kept {TAR_NAME} is extracted "
+                f"without downloading). For the synthetic set, delete that folder: it is written "
+                f"again on next use.")
+        self.images = [str(voc_root / "JPEGImages" / f"{i}.jpg") for i in ids]
+        self.targets = [str(voc_root / "SegmentationClass" / f"{i}.png") for i in ids]  # = self.masks
+
     def __getitem__(self, index: int) -> tuple[Any, Any]:
-        image = tv_tensors.Image(Image.open(self.images[index]).convert("RGB"))  # (3, H, W) uint8
+        image = tv_tensors.Image(_load_image(self.images[index]))  # (3, H, W) uint8
         mask = tv_tensors.Mask(_load_mask(self.masks[index]))  # (H, W) uint8
         if image.shape[1:] != mask.shape:
             (ih, iw), (mh, mw) = image.shape[1:], mask.shape

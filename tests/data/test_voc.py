@@ -328,3 +328,50 @@ def test_mask_of_another_size_is_refused_naming_both_files(synthetic_voc_root, t
         dataset[2]
     message = str(error.value)
     assert path in message and dataset.images[2] in message and f"is {width}x{height}" in message
+
+
+# ------------------------------------------------------------------ damaged files and split lists
+def _copy_tree(synthetic_voc_root: Path, tmp_path: Path) -> Path:
+    """A private copy of the synthetic tree, safe to damage; returns its split-list folder."""
+    shutil.copytree(synthetic_voc_root / "VOCdevkit", tmp_path / "VOCdevkit")
+    return tmp_path / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_truncated_jpeg_names_the_file_and_the_fix(synthetic_voc_root, tmp_path, num_workers):
+    _copy_tree(synthetic_voc_root, tmp_path)
+    dataset = voc.VOCSegmentationV2(tmp_path, image_set="train", transforms=voc.eval_transforms(32))
+    path = Path(dataset.images[0])
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # an interrupted copy
+    loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=num_workers)
+    with pytest.raises(RuntimeError, match="damaged") as error:  # PIL alone: "image file is truncated"
+        next(iter(loader))
+    assert str(path) in str(error.value) and "voc.download()" in str(error.value)
+
+
+def test_truncated_mask_names_the_file(synthetic_voc_root, tmp_path):
+    _copy_tree(synthetic_voc_root, tmp_path)
+    path = Path(voc.VOCSegmentationV2(tmp_path, image_set="train").masks[1])
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(RuntimeError, match="damaged") as error:
+        voc.read_mask(path)
+    assert str(path) in str(error.value)
+
+
+def test_blank_lines_and_windows_line_ends_in_the_split_list_are_skipped(synthetic_voc_root, tmp_path):
+    splits = _copy_tree(synthetic_voc_root, tmp_path)
+    ids = (splits / "train.txt").read_text().split()
+    lines = ids[:3] + ["", "  "] + ids[3:] + ["", ""]  # a blank line in the middle and at the end
+    (splits / "train.txt").write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    dataset = voc.VOCSegmentationV2(tmp_path, image_set="train")
+    assert [Path(p).stem for p in dataset.images] == ids  # no "JPEGImages/.jpg"
+    assert [Path(p).stem for p in dataset.masks] == ids
+    dataset[3]  # the item after the blank line loads
+
+
+def test_an_empty_split_list_is_named(synthetic_voc_root, tmp_path, ci_profile):
+    splits = _copy_tree(synthetic_voc_root, tmp_path)
+    (splits / "train.txt").write_text("\n")
+    with pytest.raises(ValueError, match="lists no images") as error:  # not "lower batch_size"
+        voc.loaders(ci_profile, root=tmp_path)
+    assert str(splits / "train.txt") in str(error.value)
