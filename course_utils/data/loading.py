@@ -31,6 +31,26 @@ def size_text(dataset: Dataset) -> str:
     return f"{len(dataset):,}" + (f" of {len(full):,}" if len(full) != len(dataset) else "")
 
 
+def _too_small(train: Dataset, profile: runtime.Profile) -> str:
+    """Why the training set cannot fill one batch, and the change that helps.
+
+    Raising ``train_subset`` helps only when the profile's subset cut the set below one batch;
+    when the whole set is smaller, only a smaller batch or more images can.
+    """
+    size, batch = len(train), profile.batch_size
+    if size == 0:
+        return ("The training set is empty (0 images): check that the dataset's list of images "
+                "(annotation file or split list) names any.")
+    cut_by_subset = isinstance(train, Subset) and profile.train_subset == size
+    if cut_by_subset and len(train.dataset) >= batch:
+        return (f"The training set has {size} images (train_subset={profile.train_subset} of "
+                f"{len(train.dataset):,}), fewer than one batch of {batch}: raise train_subset "
+                f"to at least {batch}, or lower batch_size.")
+    return (f"The whole training set has only {size} images, fewer than one batch of {batch} "
+            f"(training drops incomplete batches): lower batch_size to at most {size}, "
+            f"or add images (or use a larger split of the dataset).")
+
+
 def make_loaders(train: Dataset, test: Dataset, profile: runtime.Profile,
                  seed: int = 0) -> tuple[DataLoader, DataLoader]:
     """(train_loader, test_loader): the training one shuffles (seeded) and drops the last batch.
@@ -38,8 +58,7 @@ def make_loaders(train: Dataset, test: Dataset, profile: runtime.Profile,
     ``drop_last``: BatchNorm cannot train on a batch of one. Used by the CIFAR, VOC and folder loaders.
     """
     if len(train) < profile.batch_size:
-        raise ValueError(f"The training set has {len(train)} images, fewer than one batch of "
-                         f"{profile.batch_size}; lower batch_size or raise train_subset.")
+        raise ValueError(_too_small(train, profile))
     # Workers start anew each epoch (no persistent_workers), seeded from the loader's generator:
     # the epoch's shuffle and augmentations then follow from that generator alone, which a
     # checkpoint saves, so a resumed run repeats an uninterrupted one.
