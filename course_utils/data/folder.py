@@ -18,9 +18,12 @@ Items keep the order of the JSON. Every listed file must exist; problems raise w
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 import os
 import tempfile
+import warnings
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,6 +52,42 @@ def load_image(path: str | Path) -> Image.Image:
                            f"Replace the file, or delete it and its entry from {ANNOTATIONS}.") from None
 
 
+def _warn_about_likely_typos(path: Path, categories: list[str]) -> None:
+    """Warn about classes that look like a mislabelled category rather than a class of its own.
+
+    Without a class list, every distinct name becomes a class, so a typo ("dgo") or another
+    spelling ("Cat") silently adds one. Suspicious: a name equal to another but for case or
+    spaces; a name close to a much bigger class's (difflib); a class with very few images
+    (under 1 % of them, or under 3 when another class has 10 or more).
+    """
+    counts = Counter(categories)
+    total, most = len(categories), max(counts.values())
+    explained = set()  # the likely intended classes, not reported as typos themselves
+    for name in sorted(counts, key=lambda c: (counts[c], c)):  # smallest classes first
+        if name in explained:
+            continue
+        others = [c for c in counts if c != name]
+        same = [c for c in others if c.strip().lower() == name.strip().lower()]
+        close = same or difflib.get_close_matches(name, others, n=1, cutoff=0.6)
+        intended = close[0] if close else None
+        few = counts[name] < total / 100 or (counts[name] < 3 and most >= 10)
+        much_smaller = intended is not None and counts[name] * 5 <= counts[intended]
+        if not (same or few or much_smaller):
+            continue
+        if intended is not None:
+            explained.add(intended)
+            what = (f"the class {name!r} ({counts[name]} of {total} images) looks like {intended!r} "
+                    f"({counts[intended]} images) written differently")
+        else:
+            what = f"the class {name!r} has only {counts[name]} of {total} images"
+        fix = f'"category": "{intended}"' if intended is not None else "the intended class"
+        warnings.warn(
+            f"{path}: {what}. Without a \"categories\" list every distinct category name becomes a "
+            f"class. If it is a mistake, fix those annotations ({fix}); either way, add "
+            f"\"categories\": [...] naming every class (then a misspelt category is an error).",
+            stacklevel=3)
+
+
 def read_annotations(path: str | Path, classes: Sequence[str] | None = None
                      ) -> tuple[list[str], list[tuple[str, int]]]:
     """Parse an annotation file: ``(classes, [(file_name, label), ...])`` in the file's order."""
@@ -57,8 +96,13 @@ def read_annotations(path: str | Path, classes: Sequence[str] | None = None
         raise FileNotFoundError(
             f"Annotation file {path} not found. Expected JSON like "
             f'{{"annotations": [{{"file_name": "0001.jpg", "category": "dog"}}, ...]}} next to the images.')
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
+    try:  # utf-8-sig: also reads the byte-order mark that Windows Notepad puts first
+        content = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path} is not UTF-8 text (byte {error.object[error.start]:#x} at position {error.start}): "
+            f"it was probably saved as Latin-1/ANSI. Open it in an editor and save it as UTF-8 "
+            f"(Notepad: File > Save as > Encoding: UTF-8).") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON: {error}") from None
     entries = content.get("annotations") if isinstance(content, dict) else None
@@ -73,6 +117,7 @@ def read_annotations(path: str | Path, classes: Sequence[str] | None = None
         classes = content.get("categories")
     if classes is None:
         classes = sorted({entry["category"] for entry in entries})
+        _warn_about_likely_typos(path, [entry["category"] for entry in entries])
     classes = list(classes)
     if not classes or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
         raise ValueError(f"{path}: the class list must hold distinct names, got {classes!r}.")

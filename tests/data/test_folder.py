@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +170,68 @@ def test_a_file_listed_twice_raises(tmp_path):
     root = _write_folder(tmp_path / "pets", PETS + [("a.png", "dog")])
     with pytest.raises(ValueError, match=r"a\.png is listed twice"):
         folder.AnnotatedImageFolder(root)
+
+
+def _annotations_json(annotations: list[tuple[str, str]]) -> str:
+    return json.dumps({"annotations": [{"file_name": n, "category": c} for n, c in annotations]})
+
+
+def test_annotations_saved_with_a_byte_order_mark_are_read(tmp_path):
+    path = tmp_path / folder.ANNOTATIONS  # Windows Notepad's "UTF-8 with BOM"
+    path.write_bytes(_annotations_json([("a.png", "café"), ("b.png", "dog")]).encode("utf-8-sig"))
+    classes, samples = folder.read_annotations(path)
+    assert classes == ["café", "dog"] and samples == [("a.png", 0), ("b.png", 1)]
+
+
+def test_annotations_in_latin_1_name_the_file_and_say_save_as_utf8(tmp_path):
+    path = tmp_path / folder.ANNOTATIONS
+    path.write_bytes(json.dumps({"annotations": [{"file_name": "a.png", "category": "café"}]},
+                                ensure_ascii=False).encode("latin-1"))
+    with pytest.raises(ValueError, match="save it as UTF-8") as error:
+        folder.read_annotations(path)
+    assert str(path) in str(error.value)
+    assert not isinstance(error.value, UnicodeDecodeError)  # not Python's bare decoding error
+
+
+def _labels(counts: dict[str, int]) -> list[tuple[str, str]]:
+    return [(f"{name}_{i}.png", name) for name, count in counts.items() for i in range(count)]
+
+
+@pytest.mark.parametrize("counts, suspect, intended", [
+    ({"dog": 12, "cat": 12, "dgo": 1}, "dgo", "dog"),  # a typo
+    ({"dog": 12, "cat": 10, "Cat": 2}, "Cat", "cat"),  # another spelling
+    ({"dog": 30, "cat": 30, "Cat": 30}, "Cat", "cat"),  # equal but for case, however many
+    ({"dog": 150, "cat": 150, "bird": 2}, "bird", None),  # under 1 % of the images
+])
+def test_a_class_that_looks_like_a_typo_warns_naming_it_and_the_fix(tmp_path, counts, suspect, intended):
+    path = tmp_path / folder.ANNOTATIONS
+    path.write_text(_annotations_json(_labels(counts)))
+    with pytest.warns(UserWarning, match=f"class '{suspect}'") as record:
+        classes, _ = folder.read_annotations(path)
+    assert suspect in classes  # still read as written: it is a warning, not an error
+    assert len(record) == 1  # the intended class is not reported as well
+    message = str(record[0].message)
+    assert str(path) in message and f"{counts[suspect]} of {sum(counts.values())} images" in message
+    assert '"categories"' in message
+    if intended:
+        assert f"looks like '{intended}' ({counts[intended]} images)" in message
+        assert f'"category": "{intended}"' in message
+
+
+@pytest.mark.parametrize("counts, categories", [
+    ({"dog": 2, "cat": 1, "bird": 1}, None),  # a tiny set: few images everywhere is normal
+    ({"car": 20, "cat": 20, "bat": 20}, None),  # close names of real classes, each with many images
+    ({"dog": 12, "cat": 12, "dgo": 1}, ["cat", "dog", "dgo"]),  # the author listed every class
+])
+def test_ordinary_class_lists_do_not_warn(tmp_path, counts, categories):
+    path = tmp_path / folder.ANNOTATIONS
+    content = json.loads(_annotations_json(_labels(counts)))
+    if categories is not None:
+        content["categories"] = categories
+    path.write_text(json.dumps(content))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        folder.read_annotations(path)
 
 
 # ---------------------------------------------------------------------------- unlabeled folder
