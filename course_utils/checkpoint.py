@@ -1,4 +1,4 @@
-"""Save and load training checkpoints, atomically.
+"""Save and load training checkpoints, atomically; one trainer per checkpoint at a time.
 
 A checkpoint is one dict of state dicts and plain values, torchvision-references style::
 
@@ -8,46 +8,162 @@ A checkpoint is one dict of state dicts and plain values, torchvision-references
 ``plan`` (``training_plan``) records what the run was trained with, so ``engine.fit_or_load``
 can tell a checkpoint of this very recipe from one of an earlier, different recipe.
 
-``save`` writes ``name.pt.tmp`` next to the target and then ``os.replace``-s it into place. A
-kernel interrupted mid-save (Ctrl-C, a Colab disconnect, a full disk) therefore leaves the previous
-checkpoint untouched instead of a half-written file that would fail to load on the next run.
+``save`` writes a temporary file with a unique name (``name.pt.<random>.tmp``) next to the target
+and then ``os.replace``-s it into place. A kernel interrupted mid-save (Ctrl-C, a Colab
+disconnect, a full disk) therefore leaves the previous checkpoint untouched instead of a
+half-written file that would fail to load on the next run; and two processes saving the same name
+never write into each other's file.
+
+``locked`` keeps a second trainer of the same checkpoint (two notebooks, two browser tabs) out
+while the first one runs: it is told who holds the checkpoint instead of overwriting it. The lock is
+the operating system's (``fcntl.flock``; ``msvcrt.locking`` on Windows), so a killed kernel never
+leaves a lock that blocks the next run.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import pickletools
+import secrets
+import socket
+import sys
 import time
+import warnings
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
+from course_utils.runtime import CHECKPOINT_ENV
+
+
+def _temporary_file(path: Path) -> tuple[int, Path]:
+    """A new, uniquely named file next to ``path``: ``name.pt.<random>.tmp`` (opened for writing).
+
+    Same folder, because ``os.replace`` is atomic only within one filesystem; a unique name, because
+    two processes saving the same checkpoint must never write into (or rename) each other's file.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)  # O_BINARY: Windows only
+    while True:
+        tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp  # 0o666 minus the umask, like open(..., "wb")
+        except FileExistsError:  # 1 chance in 4 billion: draw another name
+            continue
+
+
+def _os_error_in(error: BaseException) -> OSError | None:
+    """The OSError behind ``error``: torch reports a failed write as a RuntimeError from its zip writer
+    ("inline_container.cc ... unexpected pos"), with the real cause (e.g. disk full) in its context."""
+    while error is not None:
+        if isinstance(error, OSError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _save_failed(path: Path, error: OSError) -> OSError:
+    """A readable error for a checkpoint that could not be written: where, why, and what to do."""
+    kept = (f"The previous checkpoint {path.name} is intact (the new one went to a temporary file, "
+            f"now removed)" if path.is_file() else "No checkpoint was written (nothing half-written is left)")
+    if error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        fix = (f"Free some space there, or keep checkpoints on another disk: set the environment variable "
+               f"{CHECKPOINT_ENV} to a folder with room (os.environ[\"{CHECKPOINT_ENV}\"] = \"/path\" in the "
+               f"first cell, or runtime.keep_checkpoints_on_drive() in Colab), then re-run the training cell: "
+               f"it resumes from the last saved epoch")
+    else:
+        fix = (f"Check that you can write to that folder, or set the environment variable {CHECKPOINT_ENV} to "
+               f"a folder you can write to, then re-run the training cell")
+    message = (f"Could not save the checkpoint {path.name} in {path.parent}: {error.strerror or error}. "
+               f"{kept}. {fix}.")
+    return OSError(error.errno, message)
+
 
 def save(path: str | os.PathLike, **state: Any) -> Path:
-    """Write ``state`` to ``path`` atomically (tmp file in the same folder + ``os.replace``).
+    """Write ``state`` to ``path`` atomically (unique tmp file in the same folder + ``os.replace``).
 
-    Creates the parent folders. Returns the path written.
+    Creates the parent folders. Returns the path written. A failed write (e.g. a full disk)
+    raises an ``OSError`` that names the folder and says the previous checkpoint is intact.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")  # same folder: os.replace is atomic only within a filesystem
+    fd, tmp = _temporary_file(path)
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())  # the bytes are on disk before the rename makes them "the" checkpoint
         os.replace(tmp, path)
-    except BaseException:  # including KeyboardInterrupt: never leave a half file behind
+    except BaseException as error:  # including KeyboardInterrupt: never leave a half file behind
         tmp.unlink(missing_ok=True)
-        raise
+        cause = _os_error_in(error) if isinstance(error, Exception) else None
+        if cause is None:
+            raise
+        raise _save_failed(path, cause) from None  # torch's zip-writer internals would only hide the cause
     return path
+
+
+def remove_temporary_files(path: str | os.PathLike) -> list[Path]:
+    """Delete ``name.pt.*.tmp`` files left next to ``path`` by a process killed mid-save; returns them.
+
+    Call it only while holding ``locked(path)``: then no other trainer of this checkpoint is writing.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    left = [p for p in path.parent.iterdir() if p.name.startswith(path.name + ".") and p.name.endswith(".tmp")]
+    for p in left:
+        p.unlink(missing_ok=True)
+    return left
+
+
+def _pickled_class(path: Path) -> str | None:
+    """``"module.Class"`` when the file is a ``torch.save`` of one pickled object (e.g. a whole
+    ``nn.Module``) rather than of a dict; read from the pickle's opcodes, without running any of it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
+            data = archive.read(name)
+        strings = []
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name in ("PROTO", "FRAME", "MEMOIZE", "BINPUT", "LONG_BINPUT"):
+                continue
+            if opcode.name == "GLOBAL":  # protocol 2, torch.save's default: "module Class"
+                return arg.replace(" ", ".")
+            if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+                strings.append(arg)
+                continue
+            if opcode.name == "STACK_GLOBAL" and len(strings) >= 2:  # protocol 4+
+                return ".".join(strings[-2:])
+            return None  # a dict, list, tensor...: not one pickled object
+    except Exception:  # not a zip archive, or an unreadable pickle: no diagnosis
+        return None
+    return None
+
+
+def _not_a_checkpoint(path: Path, class_name: str) -> RuntimeError:
+    module, _, name = class_name.rpartition(".")
+    cls = getattr(sys.modules.get(module), name, None)  # only if already imported: nothing is run
+    is_model = isinstance(cls, type) and issubclass(cls, torch.nn.Module)
+    what = (f"a whole model ({class_name}) saved with torch.save(model)" if is_model else
+            f"a pickled {class_name} object (e.g. a whole model saved with torch.save(model))")
+    return RuntimeError(
+        f"{path} is not a course checkpoint but {what}; checkpoint.load expects the dict that "
+        f"checkpoint.save (and engine.fit_or_load) writes. The file itself is fine. To use its weights, "
+        f"ONLY if you trust where the file comes from (unpickling runs code): "
+        f"weights = torch.load(path, weights_only=False).state_dict(), then model.load_state_dict(weights).")
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint written by ``save``; tensors land on ``map_location`` (default: CPU).
 
     Raises a ``FileNotFoundError`` or ``RuntimeError`` naming the file when it is missing or
-    cannot be read (e.g. truncated by a copy that did not finish).
+    cannot be read (e.g. truncated by a copy that did not finish), and says so when the file is a
+    whole model saved with ``torch.save(model)`` instead.
     """
     path = Path(path)
     if not path.is_file():
@@ -56,6 +172,9 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
+        class_name = _pickled_class(path)
+        if class_name is not None:
+            raise _not_a_checkpoint(path, class_name) from None
         raise RuntimeError(f"Checkpoint {path} could not be read: it is corrupt or incomplete "
                            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
                            f"Delete it and train again.") from error
@@ -63,6 +182,105 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
         raise RuntimeError(f"Checkpoint {path} holds a {type(state).__name__}, not the dict that "
                            f"checkpoint.save writes; delete it and train again.")
     return state
+
+
+# ---------------------------------------------------------------------------------------------
+# One trainer per checkpoint: an operating-system lock on ``name.pt.lock``, released by the system
+# when the process ends, however it ends (Ctrl-C, a crash, a killed kernel).
+
+LOCK_BYTE = 1 << 20  # Windows locks a byte range: one byte far past the holder's note, which stays readable
+
+
+class CheckpointBusyError(RuntimeError):
+    """Another process is training into the same checkpoint right now."""
+
+
+def _try_lock(fd: int) -> bool | None:
+    """Lock ``fd`` without waiting: True when locked, False when another process holds it, None when
+    this filesystem has no locks (some network drives)."""
+    try:
+        if os.name == "nt":
+            import msvcrt
+            os.lseek(fd, LOCK_BYTE, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as error:
+        if error.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES, errno.EDEADLK):
+            return False
+        return None
+
+
+def _unlock(fd: int) -> None:
+    if os.name == "nt":
+        import msvcrt
+        os.lseek(fd, LOCK_BYTE, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    # elsewhere closing the file releases the flock
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, from the note it wrote: "pid 123 on host, since 2026-12-02 10:31"."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        note = json.loads(os.read(fd, 4096).decode())
+        return f"pid {note['pid']} on {note['host']}, since {note['since']}"
+    except (OSError, ValueError, KeyError):  # the holder has not written its note yet
+        return "another process"
+
+
+@contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """Hold ``path``'s lock (``name.pt.lock``) for the ``with`` block: one trainer per checkpoint.
+
+    Raises ``CheckpointBusyError`` at once, naming the holder (pid, host, start time), when another
+    process holds it. The lock dies with its process, so a killed kernel never blocks the next run.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(path.name + ".lock")
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        got = _try_lock(fd)
+        if got is False:
+            holder = _holder(fd)
+            os.close(fd)
+            raise CheckpointBusyError(
+                f"Checkpoint {path} is being trained right now by another Python process ({holder}), e.g. the "
+                f"same lesson open in a second notebook or tab. Two trainings of one checkpoint would overwrite "
+                f"each other's files. Wait until the other one finishes and re-run this cell (it then loads "
+                f"the finished run), or stop the other kernel, or give this run another name=.")
+        if got is None:
+            warnings.warn(f"The folder {path.parent} cannot lock files, so nothing stops a second notebook "
+                          f"from training {path.name} at the same time: run one at a time.", stacklevel=3)
+            os.close(fd)
+            yield
+            return
+        try:  # the previous holder may have deleted the file between our open and our lock
+            if os.path.samestat(os.fstat(fd), os.stat(lock_path)):
+                break
+        except FileNotFoundError:
+            pass
+        _unlock(fd)
+        os.close(fd)
+    try:
+        note = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, json.dumps(note).encode())
+        yield
+    finally:
+        if os.name != "nt":
+            lock_path.unlink(missing_ok=True)  # while still locked: the next one to lock checks the file is current
+        _unlock(fd)
+        os.close(fd)
+        if os.name == "nt":
+            try:
+                lock_path.unlink(missing_ok=True)  # Windows cannot delete an open file: after closing it
+            except PermissionError:  # another process has just opened it: it deletes it later
+                pass
 
 
 # ---------------------------------------------------------------------------------------------

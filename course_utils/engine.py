@@ -13,8 +13,10 @@ steps, e.g. ``OneCycleLR(optimizer, max_lr, total_steps=epochs * len(train_loade
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
+import weakref
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -102,11 +104,13 @@ def train_one_epoch(model: nn.Module, loader: Iterable, criterion: nn.Module,
     counted = torch.zeros((), dtype=torch.long, device=device)
     num_images = 0
     for i, (images, targets) in enumerate(_progress(loader, progress, f"epoch {epoch + 1} train")):
+        labels = validate.labels_to_check(targets, i)  # before the copy: on the CPU, checking is free
         images, targets = _to_device(images, targets, device)
         validate.float_images(images)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(images)  # (N, C) or (N, C, H, W)
-            validate.targets_fit(logits, targets, num_classes, criterion, read_values=i == 0)
+            validate.targets_fit(logits, targets, num_classes, criterion, labels,
+                                 where=f"training batch {i + 1} of epoch {epoch + 1}")
             loss = criterion(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -150,11 +154,13 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str, num
     for i, (images, targets) in enumerate(_progress(loader, progress, "evaluate")):
         if max_batches is not None and i >= max_batches:
             break
+        labels = validate.labels_to_check(targets, i)  # before the copy: on the CPU, checking is free
         images, targets = _to_device(images, targets, device)
         validate.float_images(images)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(images)  # (N, C) or (N, C, H, W)
-            validate.targets_fit(logits, targets, num_classes, criterion, read_values=i == 0)
+            validate.targets_fit(logits, targets, num_classes, criterion, labels,
+                                 where=f"evaluation batch {i + 1}")
             if criterion is not None:
                 loss_sum += criterion(logits, targets).float() * images.shape[0]
         matrix.update(logits.argmax(1), targets)  # (N,) or (N, H, W)
@@ -233,7 +239,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
     Prints one line per epoch and returns the history (a dict of lists, one entry per epoch;
     ``lr`` is the rate at the end of the epoch, ``epoch_time`` the seconds of training + evaluation).
     With ``checkpoint_path``, saves every ``checkpoint_every`` epochs and after the last one.
-    ``profile`` supplies ``amp`` and ``progress`` (default: no amp, progress bars on). ``plan``
+    A loss that becomes NaN or infinite stops training with advice (``FloatingPointError``) before
+    anything is saved, so the last good checkpoint stays. ``profile`` supplies ``amp`` and ``progress`` (default: no amp, progress bars on). ``plan``
     (``checkpoint.training_plan``) is stored in each checkpoint; ``fit_or_load`` passes it.
     """
     device = torch.device(device)
@@ -261,6 +268,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
         print(f"epoch {epoch + 1}/{epochs} | train loss {train['loss']:.3f} acc {train['accuracy']:.3f} | "
               f"val loss {val['loss']:.3f} acc {val['accuracy']:.3f}{miou} | lr {lr:.2e} | "
               f"{row['epoch_time']:.1f}s", flush=True)
+        if not (math.isfinite(train["loss"]) and math.isfinite(val["loss"])):
+            raise _diverged(epoch + 1, train["loss"], val["loss"], lr, checkpoint_path)  # nothing saved
         finished = epoch + 1 == epochs
         if checkpoint_path is not None and (finished or (epoch + 1) % checkpoint_every == 0):
             checkpoint.save(
@@ -271,6 +280,21 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
                 profile=profile.name if profile is not None else None, finished=finished,
                 rng=_rng_state(train_loader), plan=plan)
     return history
+
+
+def _diverged(epoch: int, train_loss: float, val_loss: float, lr: float,
+              checkpoint_path: str | Path | None) -> FloatingPointError:
+    """The error for a run whose loss became NaN or infinite: what happened, what was kept, what to try."""
+    if checkpoint_path is not None and Path(checkpoint_path).is_file():
+        kept = f"The checkpoint {checkpoint_path} still holds the last good epoch (this one was not saved). "
+    else:
+        kept = "Nothing was saved. "
+    return FloatingPointError(
+        f"Training stopped in epoch {epoch}: the loss is no longer a number (train loss {train_loss}, "
+        f"val loss {val_loss}), so the weights have blown up and further epochs cannot repair them. {kept}"
+        f"What to try: a lower learning rate (it is {lr:.2e} now: try 10x lower); check the inputs "
+        f"(normalised images, no NaN or inf in the data); with amp, try amp=False. Then re-run the cell "
+        f"that builds the model and optimizer, and this one.")
 
 
 def _restore(state: dict, path: Path, model, optimizer, scheduler, scaler, device) -> None:
@@ -287,6 +311,52 @@ def _restore(state: dict, path: Path, model, optimizer, scheduler, scaler, devic
         scaler.load_state_dict(state["scaler"])
 
 
+# Objects a fit_or_load of this kernel has stepped. An optimizer keeps the mark: it can only go on with
+# its own run (which the checkpoint restores), never start a new one. A model loses it when its run
+# finishes: a finished model may start another run (lesson 05 fine-tunes the warmed-up model).
+_STEPPED_OPTIMIZERS: weakref.WeakSet = weakref.WeakSet()
+_UNFINISHED_MODELS: weakref.WeakSet = weakref.WeakSet()
+
+
+def _already_trained(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler) -> str | None:
+    """Why these objects cannot start a run from scratch (a run already changed them), or None."""
+    if model in _UNFINISHED_MODELS:
+        return "the model's weights were changed by a run of this cell that stopped before its first checkpoint"
+    if optimizer in _STEPPED_OPTIMIZERS or optimizer.state:
+        return "the optimizer has already taken training steps"
+    if scheduler is not None and getattr(scheduler, "last_epoch", 0) > 0:
+        return f"the scheduler has already been stepped {scheduler.last_epoch} times"
+    return None
+
+
+def _cannot_continue(state: dict, plan: dict) -> str | None:
+    """Why a checkpoint of this very plan can still not be loaded or resumed, or None.
+
+    Both come from runs of older course versions, which saved them: a diverged run (NaN loss),
+    or a run that started on a scheduler an interrupted run had already stepped (its schedule ends
+    too early: OneCycleLR fails with "Tried to step 129 times" on every resume).
+    """
+    history = state.get("history") or {}
+    if not all(math.isfinite(x) for key in ("train_loss", "val_loss") for x in history.get(key, [])):
+        return "its loss became NaN or infinite (the run diverged)"
+    steps = (state.get("scheduler") or {}).get("last_epoch")
+    batches = plan.get("batches_per_epoch")
+    if steps is not None and batches and steps != state["epoch"] * batches:
+        return (f"its scheduler took {steps} steps in {state['epoch']} epochs of {batches} batches: the run "
+                f"started on a scheduler that an interrupted run had already stepped")
+    return None
+
+
+def _after_interrupt(path: Path) -> None:
+    """Tell a student who pressed stop (or whose kernel was interrupted) which cell to run next."""
+    if path.is_file():
+        print(f"Interrupted. {path} holds the last completed epoch: run this cell again to resume "
+              f"from it (the result equals an uninterrupted run).", flush=True)
+    else:
+        print("Interrupted before the first epoch was saved, after the model, optimizer and scheduler "
+              "had been changed by it: re-run the cell that builds them, then this one.", flush=True)
+
+
 def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, name: str,
                 profile: runtime.Profile, optimizer: torch.optim.Optimizer, criterion: nn.Module,
                 num_classes: int, epochs: int | None = None, device: torch.device | str | None = None,
@@ -301,6 +371,11 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
     settings, schedule, loss and batches: change the learning rate, say, and the old run does not
     answer the new question. It is then set aside as ``<name>.replaced-<time>.pt`` (never
     overwritten) and training starts from scratch, saying what changed. Returns the history.
+
+    Two faults students hit are refused with a message instead of a wrong result: training from
+    scratch with a model, optimizer or scheduler that an interrupted run already changed (re-run
+    the cell that builds them), and a second notebook training the same checkpoint at the same
+    time (``checkpoint.CheckpointBusyError``).
     """
     epochs = epochs if epochs is not None else profile.epochs
     device = torch.device(device) if device is not None else runtime.pick_device()
@@ -309,31 +384,61 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
                                     profile=profile, scheduler=scheduler)
     scaler = make_scaler(device, profile.amp)
     start_epoch, history = 0, None
-    if path.is_file():
-        state = checkpoint.load(path)
-        if "plan" in state:
-            changes = checkpoint.plan_differences(state["plan"], plan)
-        else:  # written before plans were recorded: epochs and profile are all we know
-            changes = [f"{key}: {state.get(key)} -> {value}" for key, value
-                       in (("epochs", epochs), ("profile", profile.name)) if state.get(key) != value]
-        if changes:
-            kept = checkpoint.set_aside(path)
-            print(f"Checkpoint {path} comes from another plan ({'; '.join(changes[:4])}"
-                  f"{'; ...' if len(changes) > 4 else ''}): training from scratch. "
-                  f"The old run is kept as {kept.name}.", flush=True)
-        else:
-            _restore(state, path, model, optimizer, scheduler, scaler, device)
-            if state["finished"]:
-                print(f"Loaded the finished checkpoint {path} ({state['epoch']} epochs); "
-                      f"delete it to train again.", flush=True)
-                return state["history"]
-            _set_rng_state(state["rng"], train_loader)
-            start_epoch, history = state["epoch"], state["history"]
-            print(f"Resuming {path} after epoch {start_epoch} of {epochs}.", flush=True)
-    return fit(model, train_loader, val_loader, epochs=epochs, optimizer=optimizer, criterion=criterion,
-               device=device, num_classes=num_classes, scheduler=scheduler, scaler=scaler, profile=profile,
-               checkpoint_path=path, checkpoint_every=checkpoint_every, start_epoch=start_epoch,
-               history=history, plan=plan)
+    with checkpoint.locked(path):  # one trainer per checkpoint
+        checkpoint.remove_temporary_files(path)  # left by a process killed while saving
+        if path.is_file():
+            state = checkpoint.load(path)
+            if "plan" in state:
+                changes = checkpoint.plan_differences(state["plan"], plan)
+            else:  # written before plans were recorded: epochs and profile are all we know
+                changes = [f"{key}: {state.get(key)} -> {value}" for key, value
+                           in (("epochs", epochs), ("profile", profile.name)) if state.get(key) != value]
+            problem = None if changes else _cannot_continue(state, plan)
+            if changes or problem:
+                used = _already_trained(model, optimizer, scheduler)
+                if used:  # before setting the old file aside: nothing changes on disk
+                    raise RuntimeError(f"Checkpoint {path} cannot be used ({problem or '; '.join(changes[:4])}), "
+                                       f"and a run from scratch needs fresh objects, but {used}. Re-run the "
+                                       f"cell that builds the model, optimizer and scheduler, then this one.")
+                kept = checkpoint.set_aside(path)
+                reason = problem or (f"comes from another plan ({'; '.join(changes[:4])}"
+                                     f"{'; ...' if len(changes) > 4 else ''})")
+                print(f"Checkpoint {path} {reason}: training from scratch. "
+                      f"The old run is kept as {kept.name}.", flush=True)
+            else:
+                _restore(state, path, model, optimizer, scheduler, scaler, device)  # overwrites any used state
+                if state["finished"]:
+                    print(f"Loaded the finished checkpoint {path} ({state['epoch']} epochs); "
+                          f"delete it to train again.", flush=True)
+                    _UNFINISHED_MODELS.discard(model)
+                    return state["history"]
+                _set_rng_state(state["rng"], train_loader)
+                start_epoch, history = state["epoch"], state["history"]
+                print(f"Resuming {path} after epoch {start_epoch} of {epochs}.", flush=True)
+        elif used := _already_trained(model, optimizer, scheduler):
+            raise RuntimeError(
+                f"No checkpoint {path} yet, so this run would start from scratch, but {used} (an interrupted "
+                f"run of this cell?). Training on would not give the result of a clean run, and its "
+                f"checkpoints could never be resumed. Re-run the cell that builds the model, optimizer and "
+                f"scheduler (the one above this), then this one.")
+
+        def stepped(*_) -> None:  # an optimizer step hook: from now on the objects are changed
+            _UNFINISHED_MODELS.add(model)
+            _STEPPED_OPTIMIZERS.add(optimizer)
+
+        hook = optimizer.register_step_post_hook(stepped)
+        try:
+            history = fit(model, train_loader, val_loader, epochs=epochs, optimizer=optimizer,
+                          criterion=criterion, device=device, num_classes=num_classes, scheduler=scheduler,
+                          scaler=scaler, profile=profile, checkpoint_path=path,
+                          checkpoint_every=checkpoint_every, start_epoch=start_epoch, history=history, plan=plan)
+        except KeyboardInterrupt:
+            _after_interrupt(path)
+            raise
+        finally:
+            hook.remove()
+    _UNFINISHED_MODELS.discard(model)  # a finished run: the model may start another run (fine-tuning)
+    return history
 
 
 def train_more(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, history: dict,

@@ -2,8 +2,10 @@
 
 Without them a wrong batch fails deep inside torch ("Input type (unsigned char) and bias type
 (float) should be the same", "Target 255 is out of bounds") or, on CUDA, as a device-side assert
-that kills the kernel. ``engine`` calls each check once per batch; the label check, which reads
-values and so waits for the GPU, only on the first batch of each pass.
+that kills the kernel. ``engine`` calls each check once per batch. The label check reads values:
+on labels still on the CPU (a DataLoader's, read before the copy to the device) that is free, so
+every batch is checked; labels already on the GPU (a ``DeviceLoader``'s) would make the CPU wait
+for the GPU, so only the first batch of each pass is checked there.
 """
 
 from __future__ import annotations
@@ -48,10 +50,11 @@ def outputs_fit_targets(logits: torch.Tensor, targets: torch.Tensor, num_classes
                          f"{tuple(targets.shape)}: {problem}.")
 
 
-def known_labels(targets: torch.Tensor, num_classes: int, ignore_index: int) -> None:
+def known_labels(targets: torch.Tensor, num_classes: int, ignore_index: int, where: str = "") -> None:
     """Fail early on labels outside ``[0, num_classes)`` that the loss does not ignore.
 
-    On CUDA such a label is a device-side assert that kills the kernel. One sync: the first batch only.
+    On CUDA such a label is a device-side assert that kills the kernel. ``where`` (e.g. "training
+    batch 8") goes into the message, so the bad sample can be found.
     """
     bad = ((targets < 0) | (targets >= num_classes)) & (targets != ignore_index)
     if not bad.any():
@@ -63,7 +66,8 @@ def known_labels(targets: torch.Tensor, num_classes: int, ignore_index: int) -> 
     else:
         fix = (f"the model outputs {num_classes} classes: give its last layer as many outputs as the "
                f"dataset has classes, or check the labels")
-    raise ValueError(f"Targets hold {values}, expected class indices 0..{num_classes - 1} "
+    where = f" in {where}" if where else ""
+    raise ValueError(f"Targets hold {values}{where}, expected class indices 0..{num_classes - 1} "
                      f"(or {ignore_index}, which is ignored): {fix}.")
 
 
@@ -72,10 +76,19 @@ def ignored_label(criterion: nn.Module | None) -> int:
     return getattr(criterion, "ignore_index", IGNORE_INDEX)
 
 
+def labels_to_check(targets: torch.Tensor, batch_index: int) -> torch.Tensor | None:
+    """The labels whose values the engine checks, taken BEFORE the copy to the device.
+
+    Every batch whose labels are still on the CPU (reading them costs no GPU sync); labels that
+    already live on the GPU only on the first batch (reading them waits for the GPU).
+    """
+    return targets if targets.device.type == "cpu" or batch_index == 0 else None
+
+
 def targets_fit(logits: torch.Tensor, targets: torch.Tensor, num_classes: int | None,
-                criterion: nn.Module | None, read_values: bool) -> None:
-    """The engine's check after the forward pass: shapes and dtype on every batch; with
-    ``read_values`` (the first batch of a pass) also the label values the loss will see."""
+                criterion: nn.Module | None, labels: torch.Tensor | None = None, where: str = "") -> None:
+    """The engine's check after the forward pass: shapes and dtype on every batch; with ``labels``
+    (from ``labels_to_check``) also the label values the loss will see, naming ``where`` they are."""
     outputs_fit_targets(logits, targets, num_classes)
-    if read_values:
-        known_labels(targets, logits.shape[1], ignored_label(criterion))
+    if labels is not None:
+        known_labels(labels, logits.shape[1], ignored_label(criterion), where)

@@ -128,3 +128,99 @@ def test_set_aside_never_overwrites(tmp_path):
     assert first[0] != first[1] and all(p.is_file() for p in first)
     assert not (tmp_path / "run.pt").exists()
     assert all(p.name.startswith("run.replaced-") and p.suffix == ".pt" for p in first)
+
+
+# ---------------------------------------------------------------- faults a class of students will hit (issue 15)
+
+def test_two_saves_of_one_name_at_once_never_collide(tmp_path, monkeypatch):
+    """Two notebooks saving the same checkpoint: each writes its own temporary file. (With one shared
+    ``run.pt.tmp`` the inner save renamed the outer one's file away: FileNotFoundError.)"""
+    path, real_save, depth = tmp_path / "run.pt", torch.save, []
+
+    def another_writer_in_the_middle(obj, f, *args, **kwargs):
+        depth.append(1)
+        if len(depth) == 1:  # while the first save is writing, a second process saves the same name
+            checkpoint.save(path, **make_state(seed=1))
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", another_writer_in_the_middle)
+    checkpoint.save(path, **make_state(seed=0))
+    monkeypatch.undo()
+    expected = make_state(seed=0)["model"]  # the last one to finish wins, whole
+    assert all(torch.equal(checkpoint.load(path)["model"][k], v) for k, v in expected.items())
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]
+
+
+class FullDisk:
+    """A file whose disk fills up after ``room`` bytes."""
+
+    def __init__(self, f, room):
+        self.f, self.room = f, room
+
+    def write(self, data):
+        self.room -= len(data)
+        if self.room < 0:
+            raise OSError(28, "No space left on device")
+        return self.f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+def test_a_full_disk_names_the_folder_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "run.pt"
+    checkpoint.save(path, **make_state(seed=0))
+    real_save = torch.save
+    monkeypatch.setattr(torch, "save", lambda obj, f, *a, **k: real_save(obj, FullDisk(f, 1000), *a, **k))
+    with pytest.raises(OSError) as error:
+        checkpoint.save(path, **make_state(seed=1))
+    monkeypatch.undo()
+    message = str(error.value)
+    assert error.value.errno == 28 and "No space left on device" in message
+    assert str(tmp_path) in message and "run.pt is intact" in message and "COURSE_CHECKPOINTS" in message
+    assert error.value.__suppress_context__  # no trace of torch's zip writer (inline_container.cc)
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]
+    expected = make_state(seed=0)["model"]
+    assert all(torch.equal(checkpoint.load(path)["model"][k], v) for k, v in expected.items())
+
+
+def test_a_whole_model_saved_with_torch_save_is_named_not_called_corrupt(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save(nn.Linear(3, 2), path)
+    with pytest.raises(RuntimeError) as error:
+        checkpoint.load(path)
+    message = str(error.value)
+    assert "a whole model (torch.nn.modules.linear.Linear) saved with torch.save(model)" in message
+    assert "corrupt" not in message and "weights_only=False" in message and "trust" in message
+
+
+HOLD_THE_LOCK = """
+import sys, time
+from course_utils import checkpoint
+with checkpoint.locked(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_lock_dies_with_its_process(tmp_path):
+    """A kernel killed while training leaves no lock that blocks the next run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "run.pt"
+    child = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(path)], stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        with pytest.raises(checkpoint.CheckpointBusyError, match=f"pid {child.pid} on"):
+            with checkpoint.locked(path):
+                pass
+    finally:
+        child.kill()  # SIGKILL: no clean-up runs in the child
+        child.wait()
+    assert (tmp_path / "run.pt.lock").exists()  # left behind, but no longer locked
+    with checkpoint.locked(path):
+        pass
+    assert list(tmp_path.iterdir()) == []

@@ -1,6 +1,8 @@
 """The training engine on tiny models and TensorDatasets (CPU, seconds)."""
 
 import dataclasses
+import math
+import os
 
 import pytest
 import torch
@@ -483,3 +485,164 @@ def test_predict_brings_targets_to_the_cpu():
     _, targets = engine.predict(classifier(), loader, CPU)
     assert type(targets) is torch.Tensor and targets.device.type == "cpu"
     assert targets.tolist() == [0, 1, 2, 0]
+
+
+# ---------------------------------------------------------------- faults a class of students will hit (issue 15)
+
+def interrupt_after_steps(optimizer, steps):
+    """Raise KeyboardInterrupt (a student pressing stop) right after the optimizer's ``steps``-th step."""
+    count = []
+
+    def hook(*_):
+        count.append(1)
+        if len(count) == steps:
+            raise KeyboardInterrupt
+
+    return optimizer.register_step_post_hook(hook)
+
+
+def weights(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("rebuilt", ["nothing", "optimizer and scheduler"])
+def test_rerun_after_an_interrupted_first_epoch_asks_for_the_cell_above(rebuilt, tmp_path, capsys):
+    """Stopped in epoch 1, before any checkpoint: re-running only the fit cell reuses objects the
+    partial epoch changed. Refused with the cell to run; nothing is written; fresh objects then give
+    the uninterrupted result. (Lesson 02 builds the model a cell earlier than the optimizer.)"""
+    whole = run(tmp_path / "whole", *setup(seed=0))
+    model, train_loader, val_loader, optimizer, scheduler = setup(seed=0)
+    hook = interrupt_after_steps(optimizer, 3)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, model, train_loader, val_loader, optimizer, scheduler)
+    hook.remove()
+    assert "re-run the cell that builds them, then this one" in capsys.readouterr().out
+    if rebuilt != "nothing":
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=2 * len(train_loader))
+    with pytest.raises(RuntimeError, match="Re-run the cell that builds the model, optimizer and scheduler"):
+        run(tmp_path, model, train_loader, val_loader, optimizer, scheduler)
+    assert list(tmp_path.glob("tiny.pt*")) == []  # no checkpoint that could not resume
+    model, *rest = setup(seed=0)  # the cell above, run again
+    assert without_times(run(tmp_path, model, *rest)) == without_times(whole)
+
+
+def test_an_optimizer_without_state_is_still_known_as_used(tmp_path, capsys):
+    """Plain SGD keeps no state and there is no scheduler: the engine remembers what it stepped."""
+    model, train_loader, val_loader, _, _ = setup(seed=0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    hook = interrupt_after_steps(optimizer, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, model, train_loader, val_loader, optimizer, None)
+    hook.remove()
+    assert not optimizer.state
+    with pytest.raises(RuntimeError, match="the model's weights were changed"):
+        run(tmp_path, model, train_loader, val_loader, optimizer, None)
+
+
+def test_interrupted_after_a_saved_epoch_resumes_exactly_with_the_used_objects(tmp_path, capsys):
+    """Stopped in epoch 3 after 2 saved epochs, then the same cell again with the same (stepped)
+    objects: the checkpoint overwrites their state, so the result equals an uninterrupted run."""
+    whole = run(tmp_path / "whole", *setup(seed=0, epochs=4), epochs=4)
+    model, train_loader, val_loader, optimizer, scheduler = setup(seed=0, epochs=4)
+    hook = interrupt_after_steps(optimizer, 2 * len(train_loader) + 3)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, model, train_loader, val_loader, optimizer, scheduler, epochs=4)
+    hook.remove()
+    assert "run this cell again to resume" in capsys.readouterr().out
+    assert checkpoint.load(tmp_path / "tiny.pt")["epoch"] == 2
+    resumed = run(tmp_path, model, train_loader, val_loader, optimizer, scheduler, epochs=4)
+    assert without_times(resumed) == without_times(whole)
+    reference, *_ = setup(seed=0, epochs=4)
+    reference.load_state_dict(checkpoint.load(tmp_path / "whole" / "tiny.pt")["model"])
+    assert all(torch.equal(a, b) for a, b in zip(weights(model), weights(reference)))
+    # a finished model may start another run (lesson 05 fine-tunes its warmed-up model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    engine.fit_or_load(model, train_loader, val_loader, name="stage2", profile=CI, epochs=1, optimizer=optimizer,
+                       criterion=nn.CrossEntropyLoss(), num_classes=3, device=CPU, checkpoint_dir=tmp_path)
+
+
+def test_a_checkpoint_of_a_run_started_on_a_stepped_scheduler_is_set_aside(tmp_path, capsys):
+    """Older course versions saved such runs: OneCycleLR then failed with "Tried to step 15 times"
+    on every resume, even from a fresh kernel. Now the run is set aside and trained again."""
+    whole = run(tmp_path / "whole", *setup(seed=0))
+    model, train_loader, val_loader, optimizer, scheduler = setup(seed=0)
+    for _ in range(3):  # the 3 steps of an interrupted first epoch
+        optimizer.step()
+        scheduler.step()
+    hook = interrupt_after_steps(optimizer, len(train_loader) + 1)
+    with pytest.raises(KeyboardInterrupt):  # the old engine.fit_or_load trained on them
+        engine.fit(model, train_loader, val_loader, epochs=2, optimizer=optimizer, criterion=nn.CrossEntropyLoss(),
+                   device=CPU, num_classes=3, scheduler=scheduler, profile=CI, checkpoint_path=tmp_path / "tiny.pt",
+                   plan=checkpoint.training_plan(model, train_loader, optimizer, nn.CrossEntropyLoss(), epochs=2,
+                                                 profile=CI, scheduler=scheduler))
+    hook.remove()
+    assert checkpoint.load(tmp_path / "tiny.pt")["scheduler"]["last_epoch"] == 3 + len(train_loader)
+    capsys.readouterr()
+    history = run(tmp_path, *setup(seed=0))  # a fresh kernel
+    assert "an interrupted run had already stepped" in capsys.readouterr().out
+    assert without_times(history) == without_times(whole)
+
+
+def test_a_diverging_run_stops_at_the_first_nan_epoch_and_saves_nothing(tmp_path, capsys):
+    model, train_loader, val_loader, _, _ = setup(seed=0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e4, momentum=0.9)
+    with pytest.raises(FloatingPointError, match="lower learning rate") as error:
+        engine.fit_or_load(model, train_loader, val_loader, name="tiny", profile=CI, epochs=4, optimizer=optimizer,
+                           criterion=nn.CrossEntropyLoss(), num_classes=3, device=CPU, checkpoint_dir=tmp_path)
+    assert "epoch 1" in str(error.value) and "Nothing was saved" in str(error.value)
+    assert len(capsys.readouterr().out.splitlines()) == 1  # one epoch line, not four of "train loss nan"
+    assert list(tmp_path.glob("tiny.pt*")) == []
+
+
+def test_a_nan_epoch_never_overwrites_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    real = engine.train_one_epoch
+
+    def nan_in_epoch_2(*args, epoch, **kwargs):
+        result = real(*args, epoch=epoch, **kwargs)
+        return {**result, "loss": float("nan")} if epoch == 1 else result
+
+    monkeypatch.setattr(engine, "train_one_epoch", nan_in_epoch_2)
+    with pytest.raises(FloatingPointError, match="still holds the last good epoch"):
+        run(tmp_path, *setup(seed=0))
+    state = checkpoint.load(tmp_path / "tiny.pt")
+    assert state["epoch"] == 1 and not state["finished"]
+
+
+def test_a_finished_checkpoint_with_a_nan_loss_is_not_loaded(tmp_path, capsys):
+    """An older course version saved diverged runs as finished, and the next run loaded them."""
+    run(tmp_path, *setup(seed=0))
+    state = checkpoint.load(tmp_path / "tiny.pt")
+    state["history"]["train_loss"][-1] = float("nan")
+    checkpoint.save(tmp_path / "tiny.pt", **state)
+    capsys.readouterr()
+    history = run(tmp_path, *setup(seed=0))
+    assert "the run diverged" in capsys.readouterr().out and "Loaded" not in capsys.readouterr().out
+    assert all(math.isfinite(x) for x in history["train_loss"])
+
+
+def test_a_bad_label_in_a_later_batch_is_named_in_training_and_evaluation():
+    points, labels = blobs(48).tensors
+    labels = labels.clone()
+    labels[37] = 7  # batch 3 of 16
+    loader = DataLoader(TensorDataset(points, labels), batch_size=16)
+    model, optimizer = classifier(), None
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"Targets hold \[7\] in training batch 3 of epoch 1"):
+        engine.train_one_epoch(model, loader, nn.CrossEntropyLoss(), optimizer, CPU, progress=False)
+    for criterion in (nn.CrossEntropyLoss(), None):  # without a loss it used to be dropped silently
+        with pytest.raises(ValueError, match=r"Targets hold \[7\] in evaluation batch 3"):
+            engine.evaluate(model, loader, CPU, 3, criterion=criterion, progress=False)
+
+
+def test_a_second_trainer_of_the_same_checkpoint_is_told_and_changes_nothing(tmp_path, capsys):
+    run(tmp_path, *setup(seed=0), epochs=1)
+    before = (tmp_path / "tiny.pt").read_bytes()
+    with checkpoint.locked(tmp_path / "tiny.pt"):  # another notebook is training "tiny"
+        with pytest.raises(checkpoint.CheckpointBusyError, match=rf"pid {os.getpid()} on .*another name="):
+            run(tmp_path, *setup(seed=0))
+    assert (tmp_path / "tiny.pt").read_bytes() == before
+    (tmp_path / "tiny.pt.0badf00d.tmp").write_bytes(b"half a checkpoint")  # from a kernel killed mid-save
+    run(tmp_path, *setup(seed=0))  # the lock is free again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.pt", *sorted(
+        p.name for p in tmp_path.glob("tiny.replaced-*"))]  # no lock or temporary file left behind
