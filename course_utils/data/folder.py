@@ -316,7 +316,8 @@ def export_torchvision_dataset(dataset: Dataset, root: str | Path, classes: Sequ
     Flowers102, ...). ``root`` gets one file per item, ``00000.png``, ... (names say nothing about
     the class) and, if ``labeled``, ``annotations.json`` with ``classes`` (default
     ``dataset.classes``) as its ``"categories"``; ``labeled=False`` writes a test folder, images
-    only. Written into a temporary folder, then renamed: an existing ``root`` is replaced.
+    only. Written into a temporary folder, then renamed: an existing ``root`` is replaced, unless
+    it already holds exactly these files, in which case it is kept (someone may be reading it).
     """
     if classes is None:
         base = dataset.dataset if isinstance(dataset, Subset) else dataset

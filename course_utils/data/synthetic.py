@@ -9,17 +9,20 @@ place on a noisy or textured background, so a tiny network does clearly better t
 an epoch or two. Everything is deterministic given ``seed``.
 
 Folders are written atomically (into a temporary folder, then renamed), so an interrupted run
-never leaves half a dataset behind.
+never leaves half a dataset behind, and a folder that already holds the same files is kept, so
+notebooks started at once never pull a folder from under each other (see ``_write_atomically``).
 """
 
 from __future__ import annotations
 
 import colorsys
+import filecmp
 import hashlib
 import os
 import pickle
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -59,22 +62,57 @@ def read_checksums(folder: Path) -> dict[str, str]:
     return {name: md5 for md5, name in pairs}
 
 
-def _write_atomically(target: Path, write) -> Path:
-    """Call ``write(tmp_folder)``, then rename ``tmp_folder`` to ``target`` (replacing it)."""
+def _same_files(a: Path, b: Path) -> bool:
+    """True when folders ``a`` and ``b`` hold the same file names with the same bytes."""
+    def names(folder: Path) -> list[Path]:
+        return sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+
+    try:
+        files = names(a)
+        return b.is_dir() and files == names(b) and all(
+            filecmp.cmp(a / name, b / name, shallow=False) for name in files)
+    except OSError:  # b was moved away while we looked: not the same
+        return False
+
+
+def _write_atomically(target: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_folder)``, then put ``tmp_folder`` at ``target`` with one rename.
+
+    Readers never see half a folder, and never lose one they are reading: several notebooks
+    started at once on an empty data folder all write the same set, and each must keep the
+    folder that the first one put there. So:
+
+    - ``target`` already holds exactly the files just written: it is kept, the new copy discarded;
+    - ``target`` differs (an explicit write of other content, or a folder that a killed process
+      left half-deleted): it is renamed aside, the new folder renamed in, then the old one deleted;
+    - a killed writer leaves only a hidden ``.<name>.tmp-*`` folder next to ``target``, never a
+      half-written ``target``.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; a dataset folder is readable like any other
+    old = None
     try:
         write(tmp)
+        if _same_files(tmp, target):
+            return target  # keep the folder that others may be reading
         if target.exists():
-            shutil.rmtree(target)
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            try:
+                os.replace(target, old / target.name)  # atomic: no reader sees a half-deleted folder
+            except FileNotFoundError:
+                pass  # a parallel writer moved it aside first
         try:
             os.replace(tmp, target)  # atomic on one file system
         except OSError:
-            if not target.is_dir():  # no parallel writer got there first: a real error
-                raise
+            # A parallel writer put its folder there first (a folder cannot replace a non-empty one).
+            if not _same_files(tmp, target):
+                raise RuntimeError(f"{target} was written by another process at the same time, with "
+                                   f"other content. Run the cell again.") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return target
 
 
@@ -229,18 +267,41 @@ def write_voc2012(root: str | Path, num_train: int = 48, num_val: int = 24, seed
 
 
 # ---------------------------------------------------------------------------------------- ensure
+def _cifar_complete(folder: Path) -> bool:
+    """True when ``checksums.md5`` (written last) is there and every file it lists matches it."""
+    try:
+        expected = read_checksums(folder)
+        return bool(expected) and all(md5sum(folder / name) == md5 for name, md5 in expected.items())
+    except OSError:  # FileNotFoundError: no checksums.md5 or a listed file is missing
+        return False
+
+
+def _voc_complete(folder: Path) -> bool:
+    """True when ``trainval.txt`` is there and every image and mask it lists exists."""
+    split = folder / "ImageSets" / "Segmentation" / "trainval.txt"
+    if not split.is_file():
+        return False
+    ids = split.read_text().split()
+    return all((folder / "JPEGImages" / f"{i}.jpg").is_file() and
+               (folder / "SegmentationClass" / f"{i}.png").is_file() for i in ids)
+
+
 def ensure_cifar10(root: str | Path | None = None) -> Path:
-    """The synthetic CIFAR-10 root (default ``synthetic_root()``), written once and then reused."""
+    """The synthetic CIFAR-10 root (default ``synthetic_root()``), written once and then reused.
+
+    Written again (same seed, same files) when a file is missing or fails ``checksums.md5``."""
     root = Path(root) if root is not None else synthetic_root()
-    if not (root / CIFAR_FOLDER / CIFAR_CHECKSUMS).is_file():
+    if not _cifar_complete(root / CIFAR_FOLDER):
         write_cifar10(root)
     return root
 
 
 def ensure_voc2012(root: str | Path | None = None) -> Path:
-    """The synthetic VOC 2012 root (default ``synthetic_root()``), written once and then reused."""
+    """The synthetic VOC 2012 root (default ``synthetic_root()``), written once and then reused.
+
+    Written again (same seed, same files) when an image or mask of ``trainval.txt`` is missing."""
     root = Path(root) if root is not None else synthetic_root()
-    if not (root / VOC_FOLDER).is_dir():
+    if not _voc_complete(root / VOC_FOLDER):
         write_voc2012(root)
     return root
 

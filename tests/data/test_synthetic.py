@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import multiprocessing
+import os
 import pickle
 import re
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torchvision
 from PIL import Image
 from torch import nn
 
@@ -162,3 +168,88 @@ def test_synthetic_voc_is_learnable_by_a_tiny_cnn(synthetic_voc_root, ci_profile
     preds, masks = torch.cat([p for p, _ in pairs]), torch.cat([m for _, m in pairs])
     objects = (masks > 0) & (masks < 255)
     assert (preds[objects] == masks[objects]).float().mean() > 0.3  # 20 object classes: chance 0.05
+
+
+# ------------------------------------------------------------------ several notebooks at once
+def _open_synthetic(kind: str, root: Path) -> None:
+    """Open the synthetic set ``kind`` under ``root`` the way a lesson does; raise if it cannot."""
+    if kind == "cifar":
+        assert len(cifar.SyntheticCIFAR10(root, train=True)) == 512
+        assert len(cifar.SyntheticCIFAR10(root, train=False)) == 256
+    elif kind == "voc":
+        dataset = torchvision.datasets.VOCSegmentation(root, image_set="train")
+        for index in (0, len(dataset) - 1):
+            image, mask = dataset[index]
+            image.load(), mask.load()
+    else:
+        folder = root / synthetic.IMAGE_FOLDER
+        names = [a["file_name"] for a in json.loads((folder / "train" / "annotations.json").read_text())["annotations"]]
+        for name in names[:: len(names) // 8]:
+            with Image.open(folder / "train" / name) as image:
+                image.load()
+
+
+_WRITE = {"cifar": synthetic.write_cifar10, "voc": synthetic.write_voc2012, "shapes": synthetic.write_image_folder}
+_ENSURE = {"cifar": synthetic.ensure_cifar10, "voc": synthetic.ensure_voc2012, "shapes": synthetic.ensure_image_folder}
+
+
+def _notebook(kind: str, root: str, seconds: float, rewrites: bool) -> str | None:
+    """One notebook process: ensure the set, then open it again and again for ``seconds``.
+
+    With ``rewrites`` it also writes the set again before each read (same content), as a second
+    notebook that starts a moment later does. Returns the first error, or None."""
+    root = Path(root)
+    deadline = time.monotonic() + seconds
+    try:
+        _ENSURE[kind](root)
+        while time.monotonic() < deadline:
+            if rewrites:
+                _WRITE[kind](root)
+            _open_synthetic(kind, root)
+    except Exception as error:  # reported to the test, which names it
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks the test process (fast); Linux and macOS")
+@pytest.mark.parametrize("kind", ["cifar", "voc", "shapes"])
+def test_notebooks_started_at_once_never_lose_the_folder_they_read(kind, tmp_path):
+    """Issue 15.6: three ci notebooks on an empty data folder; a parallel writer replaced the
+    folder under a reader (FileNotFoundError). A folder with the same content must be kept."""
+    context = multiprocessing.get_context("fork")
+    jobs = [(kind, str(tmp_path), 1.0, i % 2 == 1) for i in range(4)]  # 2 readers, 2 re-writers
+    with context.Pool(len(jobs)) as pool:
+        errors = pool.starmap_async(_notebook, jobs).get(timeout=60)
+    assert errors == [None] * len(jobs)
+    _open_synthetic(kind, tmp_path)
+    leftovers = [p.name for p in tmp_path.rglob(".*tmp-*")] + [p.name for p in tmp_path.rglob(".*old-*")]
+    assert leftovers == []  # every temporary copy was discarded
+
+
+def test_writing_the_same_content_again_keeps_the_folder(tmp_path):
+    """A second writer of identical files keeps the existing folder (a reader may hold it open)."""
+    folder = synthetic.write_cifar10(tmp_path, num_train=20, num_test=10)
+    inode = (folder / "data_batch_1").stat().st_ino
+    assert synthetic.write_cifar10(tmp_path, num_train=20, num_test=10) == folder
+    assert (folder / "data_batch_1").stat().st_ino == inode  # the very same file, not a new copy
+    assert sorted(p.name for p in tmp_path.iterdir()) == [synthetic.CIFAR_FOLDER]
+
+
+def test_other_content_or_a_half_deleted_folder_is_replaced(tmp_path):
+    """An explicit write of other content still replaces the folder; so does a damaged one."""
+    folder = synthetic.write_cifar10(tmp_path, num_train=20, num_test=10, seed=0)
+    first = _load(folder / "data_batch_1")["data"]
+    synthetic.write_cifar10(tmp_path, num_train=20, num_test=10, seed=1)
+    assert not np.array_equal(_load(folder / "data_batch_1")["data"], first)
+    (folder / "data_batch_3").unlink()  # e.g. a process killed while it deleted the folder
+    synthetic.ensure_cifar10(tmp_path)  # checksums.md5 is still there, but a file is missing
+    assert (folder / "data_batch_3").is_file() and len(cifar.SyntheticCIFAR10(tmp_path)) == 512
+    assert sorted(p.name for p in tmp_path.iterdir()) == [synthetic.CIFAR_FOLDER]
+
+
+def test_ensure_voc_repairs_a_half_deleted_tree(tmp_path):
+    folder = synthetic.ensure_voc2012(tmp_path) / synthetic.VOC_FOLDER
+    image = next((folder / "JPEGImages").iterdir())
+    image.unlink()
+    synthetic.ensure_voc2012(tmp_path)
+    assert image.is_file()
