@@ -1,9 +1,10 @@
 """Preflight: is this machine ready for the course? (Taught in 00_setup.)
 
 ``preflight.run(profile)`` checks the platform, package versions against the tested range,
-the device, memory and disk, the DataLoader worker choice, the datasets (with checksums) and a
-duplicate OpenMP runtime. It prints one line per check, ``ok`` or ``PROBLEM`` followed by the
-fix, and returns the problems so a script can act on them.
+the device, the data folder (``COURSE_DATA``: a writable folder), memory and disk, the
+DataLoader worker choice, the datasets (with checksums) and a duplicate OpenMP runtime. It
+prints one line per check, ``ok`` or ``PROBLEM`` followed by the fix, and returns the problems
+so a script can act on them.
 """
 
 from __future__ import annotations
@@ -96,12 +97,23 @@ def _ram_gib() -> float | None:
         return None
 
 
-def check_memory_and_disk(profile: runtime.Profile) -> list[Finding]:
+def check_data_folder(path: Path | None = None) -> Finding:
+    """The data folder (``COURSE_DATA``) must be a folder you can write to: downloads and the ci
+    profile's synthetic sets go there."""
+    try:
+        path = path if path is not None else runtime.data_root(check=False)
+        runtime.check_data_folder(path)
+    except runtime.FolderError as error:  # a file, read-only, or a Windows path on Linux/macOS
+        return Finding("data folder", False, error.what, error.fix)
+    return Finding("data folder", True, f"{path} (writable)")
+
+
+def check_memory_and_disk(profile: runtime.Profile, root: Path | None = None) -> list[Finding]:
     ram = _ram_gib()
     findings = [Finding("memory", ram is None or ram >= MIN_RAM_GIB,
                         "unknown on this OS" if ram is None else f"{ram:.1f} GiB RAM",
                         "close other programs, or use COURSE_PROFILE=ci / smaller batch sizes")]
-    root = runtime.data_root()
+    root = root if root is not None else runtime.data_root(check=False)
     existing = next((p for p in (root, *root.parents) if p.exists()), Path.cwd())
     free = shutil.disk_usage(existing).free / 2**30
     need = MIN_DISK_GIB.get(profile.name, 4.0)
@@ -175,10 +187,15 @@ def check_openmp(maps: Path = Path("/proc/self/maps")) -> Finding:
 
 def run(profile: runtime.Profile, data_root: Path | None = None) -> list[Finding]:
     """Run every check, print one line each, and return the problems."""
-    root = data_root or runtime.data_root()
-    datasets = [check_cifar10(root), check_voc2012(root)]
-    findings = [check_python(), *check_versions(), check_device(profile), *check_memory_and_disk(profile),
-                check_workers(profile), *datasets, check_openmp()]
+    folder = check_data_folder(data_root)
+    try:
+        root = data_root or runtime.data_root(check=False)
+    except runtime.FolderError:  # a Windows path on Linux/macOS: `folder` reports it
+        root = None
+    datasets = [check_cifar10(root), check_voc2012(root)] if root is not None else []
+    findings = [check_python(), *check_versions(), check_device(profile), folder,
+                *check_memory_and_disk(profile, root or Path.home()), check_workers(profile), *datasets,
+                check_openmp()]
     for finding in findings:
         print(finding)
     problems = [f for f in findings if not f.ok and not (profile.synthetic and f in datasets)]

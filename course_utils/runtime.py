@@ -18,6 +18,7 @@ import dataclasses
 import os
 import platform
 import random
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,7 +142,10 @@ def banner(profile: Profile) -> str:
     if profile.synthetic:
         data = "synthetic stand-ins (tiny, generated in the real formats)"
     else:
-        data = f"real datasets under {data_root()}"
+        try:  # a broken data folder is not a reason to fail here: preflight reports it with the fix
+            data = f"real datasets under {data_root(check=False)}"
+        except FolderError as error:
+            data = f"real datasets, but {error.what}"
     return (f"Profile: {profile.name} | device: {device.type} | data: {data} | "
             f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
             f"Python {platform.python_version()}")
@@ -153,12 +157,32 @@ def repo_root() -> Path | None:
     return root if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir() else None
 
 
+class FolderError(OSError):
+    """A course folder (``COURSE_DATA``, ...) that cannot work: ``what`` is wrong, ``fix`` says what to do."""
+
+    def __init__(self, what: str, fix: str) -> None:
+        super().__init__(f"{what}. {fix}")
+        self.what, self.fix = what, fix
+
+
+_WINDOWS_PATH = re.compile(r"^([A-Za-z]:([\\/]|$)|\\\\)")  # C:\..., C:/..., \\server\share
+
+
 def _from_env(variable: str) -> Path | None:
     """A folder named by an environment variable; a relative one is taken from the repository root
-    (kernels run in notebooks/, the shell that set it usually in the repo), never the working dir."""
+    (kernels run in notebooks/, the shell that set it usually in the repo), never the working dir.
+
+    A Windows path on Linux/macOS is refused: it would be relative there, and silently become a
+    folder named ``C:\\Users\\...`` inside the course checkout.
+    """
     value = os.environ.get(variable, "").strip()
     if not value:
         return None
+    if sys.platform != "win32" and _WINDOWS_PATH.match(value):
+        raise FolderError(
+            f"{variable}={value} is a Windows path, but this system is not Windows",
+            f"Set {variable} to a path of this system, e.g. ~/course_data (under WSL, C:\\Users\\you "
+            f"is /mnt/c/Users/you), or unset it to use the default folder.")
     path = Path(value).expanduser()
     return path if path.is_absolute() else (repo_root() or Path.home()) / path
 
@@ -169,14 +193,45 @@ def _course_home() -> Path:
     return root if root is not None else Path.home() / "course_data"
 
 
-def data_root() -> Path:
-    """Where datasets live: ``$COURSE_DATA``, else ``<repo>/data`` (never the working directory)."""
-    if _from_env(DATA_ENV) is not None:
-        return _from_env(DATA_ENV)
-    root = repo_root()
-    if root is not None:
-        return root / "data"
-    return Path.home() / "course_data"  # installed without a checkout (e.g. Colab)
+def _writable(folder: Path) -> bool:
+    """Whether this process may create files in ``folder``."""
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def check_data_folder(path: Path) -> None:
+    """Raise ``FolderError`` when ``path`` cannot be the data folder: the course writes there
+    (downloads, the ci profile's synthetic sets, lesson 06's exports), so it must be a folder,
+    or creatable, that you can write to."""
+    if os.environ.get(DATA_ENV, "").strip():
+        where, other = f"{DATA_ENV} points at {path}", f"Set {DATA_ENV} to another folder"
+    else:
+        where, other = f"The data folder {path} (the default)", f"Set {DATA_ENV} to a folder"
+    existing = next(p for p in (path, *path.parents) if os.path.exists(p))  # "/" always exists
+    if not existing.is_dir():
+        what = (f"{where}, which is a file, not a folder" if existing == path
+                else f"{where}, but {existing} is a file, not a folder")
+        raise FolderError(what, f"{other} (e.g. ~/course_data; it is created when missing), or move "
+                                f"the file {existing} away.")
+    if not _writable(existing):
+        what = (f"{where}, a folder you cannot write to" if existing == path
+                else f"{where}, which does not exist and cannot be created ({existing} is not writable)")
+        raise FolderError(what, f"{other} that you can write to (e.g. ~/course_data), or make "
+                                f"{existing} writable: datasets are downloaded and generated there.")
+
+
+def data_root(check: bool = True) -> Path:
+    """Where datasets live: ``$COURSE_DATA``, else ``<repo>/data`` (never the working directory).
+
+    ``check``: raise ``FolderError``, saying what to do, when that is a file or not writable
+    (``preflight`` reports it instead, with ``check=False``).
+    """
+    path = _from_env(DATA_ENV)
+    if path is None:
+        root = repo_root()
+        path = root / "data" if root is not None else Path.home() / "course_data"  # e.g. Colab
+    if check:
+        check_data_folder(path)
+    return path
 
 
 def dataset_root(root: str | Path | None) -> Path:

@@ -1,6 +1,7 @@
 """Preflight: each check reports ok on a good machine and a PROBLEM with its fix on a bad one."""
 
 import pickle
+import sys
 
 import pytest
 import torch
@@ -79,3 +80,46 @@ def test_colab_without_gpu_tells_how_to_switch(monkeypatch, quick):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     finding = preflight.check_device(quick)
     assert not finding.ok and "Change runtime type" in finding.fix
+
+
+@pytest.fixture
+def ci():
+    return runtime.default_profile("ci")
+
+
+def _data_folder_problem(ci, capsys) -> str:
+    """Run preflight in ci (where missing real datasets are fine) and return its data folder lines."""
+    problems = preflight.run(ci)
+    out = capsys.readouterr().out
+    assert "data folder" in {p.name for p in problems}  # counted, even in ci
+    assert "All checks passed" not in out
+    start = out.index("PROBLEM data folder")
+    return out[start:out.index("\n", out.index("fix:", start))]
+
+
+def test_course_data_that_is_a_file_is_a_problem_with_its_fix(monkeypatch, tmp_path, capsys, ci):
+    archive = tmp_path / "data.zip"
+    archive.write_bytes(b"PK")
+    monkeypatch.setenv(runtime.DATA_ENV, str(archive))
+    lines = _data_folder_problem(ci, capsys)
+    assert f"COURSE_DATA points at {archive}, which is a file" in lines and "fix: Set COURSE_DATA" in lines
+
+
+def test_course_data_that_cannot_be_written_is_a_problem_with_its_fix(monkeypatch, tmp_path, capsys, ci):
+    monkeypatch.setattr(runtime, "_writable", lambda folder: folder != tmp_path)  # tests may run as root
+    monkeypatch.setenv(runtime.DATA_ENV, str(tmp_path))
+    lines = _data_folder_problem(ci, capsys)
+    assert "a folder you cannot write to" in lines and "you can write to" in lines
+
+
+def test_a_windows_course_data_on_linux_is_a_problem_not_a_crash(monkeypatch, capsys, ci):
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setenv(runtime.DATA_ENV, "C:\\Users\\me\\course_data")
+    lines = _data_folder_problem(ci, capsys)
+    assert "is a Windows path" in lines and "/mnt/c/" in lines
+
+
+def test_a_writable_data_folder_is_ok(monkeypatch, tmp_path):
+    monkeypatch.setenv(runtime.DATA_ENV, str(tmp_path / "course_data"))  # created when needed
+    finding = preflight.check_data_folder()
+    assert finding.ok and str(tmp_path / "course_data") in finding.detail

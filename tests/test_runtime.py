@@ -1,6 +1,7 @@
 """Tests for course_utils.runtime: profile choice, banner, folders, seeds, workers, the Colab hint."""
 
 import dataclasses
+import os
 import platform
 import random
 import sys
@@ -18,7 +19,7 @@ from course_utils import runtime
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch):
     """No course variables (CI sets COURSE_PROFILE=ci), no GPU, Linux, not in Colab."""
-    for name in (runtime.PROFILE_ENV, runtime.DATA_ENV, runtime.CHECKPOINT_ENV):
+    for name in (runtime.PROFILE_ENV, runtime.DATA_ENV, runtime.CHECKPOINT_ENV, runtime.RESULTS_ENV):
         monkeypatch.delenv(name, raising=False)
     set_devices(monkeypatch, cuda=False, mps=False)
     monkeypatch.setattr(sys, "platform", "linux")
@@ -268,3 +269,65 @@ def test_keep_checkpoints_on_drive_outside_colab_says_what_to_do(monkeypatch):
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     with pytest.raises(RuntimeError, match="Colab only.*COURSE_CHECKPOINTS"):
         runtime.keep_checkpoints_on_drive()
+
+
+# ------------------------------------------------------------------ folders that cannot work
+@pytest.mark.parametrize("value", ["C:\\Users\\me\\course", "D:/course", "c:", "\\\\server\\share\\course"])
+@pytest.mark.parametrize("variable, folder_of", [
+    (runtime.DATA_ENV, lambda: runtime.data_root()),
+    (runtime.CHECKPOINT_ENV, lambda: runtime.checkpoint_dir(runtime.default_profile("ci"))),
+    (runtime.RESULTS_ENV, lambda: runtime.results_dir(runtime.default_profile("ci"), "04_unet")),
+])
+def test_a_windows_path_on_linux_is_refused(monkeypatch, tmp_path, variable, folder_of, value):
+    monkeypatch.setattr(runtime, "repo_root", lambda: tmp_path)  # where it would land, unrefused
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(runtime.FolderError, match="is a Windows path, but this system is not Windows") as error:
+        folder_of()
+    assert variable in str(error.value) and "/mnt/c/" in str(error.value)
+    assert not list(tmp_path.iterdir())  # no folder named "C:\Users\..." inside the checkout
+
+
+def test_course_data_that_is_a_file_says_so(monkeypatch, tmp_path):
+    archive = tmp_path / "data.zip"
+    archive.write_bytes(b"PK")
+    monkeypatch.setenv(runtime.DATA_ENV, str(archive))
+    with pytest.raises(runtime.FolderError, match="which is a file, not a folder") as error:
+        runtime.data_root()
+    assert f"COURSE_DATA points at {archive}" in str(error.value) and "~/course_data" in str(error.value)
+    with pytest.raises(runtime.FolderError, match="is a file"):
+        runtime.dataset_root(None)  # what every dataset function calls
+    monkeypatch.setenv(runtime.DATA_ENV, str(archive / "datasets"))
+    with pytest.raises(runtime.FolderError, match=f"but {archive} is a file"):
+        runtime.data_root()
+    assert runtime.data_root(check=False) == archive / "datasets"  # for messages and preflight
+
+
+def test_course_data_that_cannot_be_written_says_so(monkeypatch, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    monkeypatch.setattr(runtime, "_writable", lambda folder: folder != shared)  # tests may run as root
+    monkeypatch.setenv(runtime.DATA_ENV, str(shared))
+    with pytest.raises(runtime.FolderError, match="a folder you cannot write to") as error:
+        runtime.data_root()
+    assert str(shared) in str(error.value) and "you can write to" in str(error.value)
+    monkeypatch.setenv(runtime.DATA_ENV, str(shared / "course"))
+    with pytest.raises(runtime.FolderError, match=f"cannot be created \\({shared} is not writable\\)"):
+        runtime.data_root()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write anywhere")
+def test_a_read_only_course_data_folder_is_refused(monkeypatch, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o555)
+    try:
+        monkeypatch.setenv(runtime.DATA_ENV, str(shared))
+        with pytest.raises(runtime.FolderError, match="cannot write"):
+            runtime.data_root()
+    finally:
+        shared.chmod(0o755)
+
+
+def test_banner_does_not_fail_on_a_broken_data_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv(runtime.DATA_ENV, "C:\\Users\\me\\data")  # preflight reports it, with the fix
+    assert "is a Windows path" in runtime.banner(runtime.default_profile("quick"))
