@@ -23,7 +23,7 @@ from torchvision.transforms import v2
 from course_utils import runtime
 from course_utils.data import synthetic
 from course_utils.data.device_loader import DeviceLoader
-from course_utils.data.loading import make_loaders, network_timeout, size_text, subset
+from course_utils.data.loading import fetch, make_loaders, network_timeout, size_text, subset
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -31,6 +31,8 @@ MEAN = (0.4914, 0.4822, 0.4465)  # per-channel mean of the 50,000 training image
 STD = (0.2470, 0.2435, 0.2616)  # per-channel std of the same
 URL = torchvision.datasets.CIFAR10.url  # https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz
 FOLDER = torchvision.datasets.CIFAR10.base_folder  # "cifar-10-batches-py"
+ARCHIVE = torchvision.datasets.CIFAR10.filename  # "cifar-10-python.tar.gz", downloaded into the root
+ARCHIVE_MD5 = torchvision.datasets.CIFAR10.tgz_md5
 
 
 class LocalCIFAR10(torchvision.datasets.CIFAR10):
@@ -126,6 +128,8 @@ def _open_real(root: Path, train: bool, transform, download: bool) -> torchvisio
             raise FileNotFoundError(_damaged_message(root, "checked against its own checksums.md5")) from None
     try:
         with network_timeout():
+            if download:
+                _fetch_archive(root)  # with a deadline; torchvision then finds it verified and extracts it
             return torchvision.datasets.CIFAR10(root, train=train, transform=transform, download=download)
     except (urllib.error.URLError, OSError, RuntimeError, http.client.HTTPException, tarfile.TarError) as error:
         # URLError/OSError: no internet, host down or stalled (timeout), disk full; HTTPException: a
@@ -139,6 +143,24 @@ def _open_real(root: Path, train: bool, transform, download: bool) -> torchvisio
             message = f"Could not download CIFAR-10 into {root} ({error}). "
             raise RuntimeError(message + _how_to_get(root)) from None
         raise FileNotFoundError(f"CIFAR-10 not found under {root / FOLDER}. " + _how_to_get(root)) from None
+
+
+def _fetch_archive(root: Path) -> None:
+    """Put a verified ``cifar-10-python.tar.gz`` into ``root``, unless the extracted files are intact.
+
+    Ours, not torchvision's download: that one has no deadline (a trickling host keeps it running
+    for hours) and leaves a partial archive behind when it fails. ``fetch`` stops a too-slow host
+    and removes what arrived. An archive put into ``root`` by hand is used when its md5 matches.
+    """
+    if not damaged_files(root):
+        return
+    archive = root / ARCHIVE
+    if archive.is_file():
+        if torchvision.datasets.utils.check_integrity(str(archive), ARCHIVE_MD5):
+            return
+        print(f"{archive} is incomplete or corrupt (its md5 is not {ARCHIVE_MD5}): fetching it again.")
+        archive.unlink()
+    fetch(URL, archive, md5=ARCHIVE_MD5)
 
 
 def _damaged_message(root: Path, how: str) -> str:

@@ -1,4 +1,5 @@
-"""What every dataset of the course shares: fixed subsets, loaders, and the size line they print.
+"""What every dataset of the course shares: fixed subsets, loaders, the size line they print, and
+downloads (``fetch``: checksum-verified, with a deadline, never leaving a partial file).
 
 ``cifar``, ``voc`` and ``folder`` build their datasets, then come here for the same seeded subset
 (``profile.train_subset``) and the same loader settings (shuffle with a seeded generator,
@@ -8,11 +9,19 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 import socket
+import tempfile
+import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
 
 from course_utils import runtime
 
@@ -72,10 +81,64 @@ def make_loaders(train: Dataset, test: Dataset, profile: runtime.Profile,
 @contextlib.contextmanager
 def network_timeout(seconds: float = 60.0) -> Iterator[None]:
     """Give up on a host that sends nothing for ``seconds`` (torchvision's downloads open their
-    URLs without a timeout: a stalled host would hang the cell until it is interrupted)."""
+    URLs without a timeout: a stalled host would hang the cell until it is interrupted). A host
+    that trickles bytes defeats this; the course's own downloads use ``fetch``, which has a deadline."""
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(seconds)
     try:
         yield
     finally:
         socket.setdefaulttimeout(previous)
+
+
+MIN_SPEED = 50_000  # bytes/s: a download that averages less (after GRACE_S) is given up
+GRACE_S = 120.0  # seconds a download may take before its average speed counts
+
+
+def fetch(url: str, dest: str | Path, md5: str | None = None, sha1: str | None = None,
+          min_speed: float = MIN_SPEED, grace_s: float = GRACE_S, silence_s: float = 60.0) -> Path:
+    """Download ``url`` to ``dest`` with a progress bar and check its md5 (or sha1); returns ``dest``.
+
+    The bytes go to a hidden ``.part`` file next to ``dest``, renamed only once complete and
+    verified: a failed, stopped or interrupted download leaves nothing for the next run to trip
+    over. Deadline: a host that sends nothing for ``silence_s`` seconds is given up, and so is one
+    that trickles (a socket timeout only notices silence): the download must average
+    ``min_speed`` bytes/s once ``grace_s`` seconds have passed, i.e. it may run for at most
+    ``grace_s + received / min_speed`` seconds (CIFAR-10's 170 MB: about an hour at the defaults).
+    """
+    if (md5 is None) == (sha1 is None):
+        raise ValueError("Pass exactly one checksum: md5=... or sha1=...")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.md5(usedforsecurity=False) if md5 else hashlib.sha1(usedforsecurity=False)
+    handle, part = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    request = urllib.request.Request(url, headers={"User-Agent": "course-utils"})
+    start, received = time.monotonic(), 0
+    try:
+        with open(handle, "wb") as f, urllib.request.urlopen(request, timeout=silence_s) as response, \
+                tqdm(total=response.length, unit="B", unit_scale=True, desc=dest.name) as bar:
+            while chunk := response.read1(1 << 20):  # read1: returns what has arrived, however little
+                f.write(chunk)
+                digest.update(chunk)
+                bar.update(len(chunk))
+                received += len(chunk)
+                elapsed = time.monotonic() - start
+                if elapsed > grace_s + received / min_speed:
+                    raise TimeoutError(_too_slow(url, dest, received, elapsed, min_speed, grace_s))
+        if digest.hexdigest() != (md5 or sha1):
+            raise RuntimeError(f"{url} arrived with {digest.name} {digest.hexdigest()}, expected "
+                               f"{md5 or sha1}: the download is incomplete or corrupt. Run it again.")
+        os.replace(part, dest)
+    finally:
+        Path(part).unlink(missing_ok=True)
+    return dest
+
+
+def _too_slow(url: str, dest: Path, received: int, elapsed: float, min_speed: float, grace_s: float) -> str:
+    """The message for a download given up at its deadline: what happened, and what to do."""
+    host = urllib.parse.urlsplit(url).hostname
+    return (f"{host} is too slow: {received:,} bytes in {elapsed:.0f} s, under the "
+            f"{min_speed / 1000:g} kB/s that a download must average after {grace_s:g} s (its deadline), "
+            f"so it was stopped and the partial file removed. Try again later, or download {url} by "
+            f"hand (e.g. in a browser) into {dest.parent} and run the cell again: the file is "
+            f"verified and used.")

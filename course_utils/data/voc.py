@@ -11,10 +11,7 @@ Batches are ``images (N, 3, H, W)`` float32, normalised, and ``masks (N, H, W)``
 
 from __future__ import annotations
 
-import hashlib
-import os
 import tarfile
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +21,12 @@ import torchvision
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import tv_tensors
-from torchvision.datasets.utils import check_integrity, download_url, extract_archive
+from torchvision.datasets.utils import check_integrity, extract_archive
 from torchvision.transforms import v2
-from tqdm.auto import tqdm
 
 from course_utils import runtime
 from course_utils.data import synthetic
-from course_utils.data.loading import make_loaders, network_timeout, size_text, subset
+from course_utils.data.loading import fetch, make_loaders, size_text, subset
 from course_utils.metrics import IGNORE_INDEX  # 255 = "void": object borders and hard pixels, never counted
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
@@ -201,26 +197,6 @@ def eval_transforms(size: int) -> v2.Compose:
 
 
 # -------------------------------------------------------------------------------------- download
-def _fetch(url: str, dest: Path, sha1: str) -> None:
-    """Stream ``url`` to ``dest`` with a progress bar and check its sha1; no partial file stays."""
-    part = dest.with_name(dest.name + ".part")
-    digest = hashlib.sha1(usedforsecurity=False)
-    request = urllib.request.Request(url, headers={"User-Agent": "course-utils"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response, open(part, "wb") as f, \
-                tqdm(total=response.length, unit="B", unit_scale=True, desc=dest.name) as bar:
-            while chunk := response.read(1 << 20):
-                f.write(chunk)
-                digest.update(chunk)
-                bar.update(len(chunk))
-        if digest.hexdigest() != sha1:
-            raise RuntimeError(f"{url} arrived with sha1 {digest.hexdigest()}, expected {sha1}: "
-                               f"the download is corrupt; run voc.download() again.")
-        os.replace(part, dest)
-    finally:
-        part.unlink(missing_ok=True)
-
-
 def _missing(root: Path) -> list[str]:
     """Files of the trainval split not (yet) under ``root/VOCdevkit/VOC2012``: a half-extracted
     tree counts as incomplete (a split list alone proves nothing)."""
@@ -234,24 +210,22 @@ def _missing(root: Path) -> list[str]:
 
 
 def _fetch_tar(root: Path) -> None:
-    """``root/<TAR_NAME>``: torchvision's download from the Oxford host (md5-checked), or, when
-    that fails in any way (refused, stalled, cut off, corrupt), d2l's mirror (sha1-checked)."""
-    tar = root / TAR_NAME
+    """``root/<TAR_NAME>``: from the Oxford host (md5-checked), or, when that fails in any way
+    (refused, stalled, too slow, cut off, corrupt), from d2l's mirror (sha1-checked). ``fetch``
+    gives up on a too-slow host at its deadline and never leaves a partial tar behind."""
     try:
-        with network_timeout():
-            download_url(OXFORD_URL, str(root), TAR_NAME, TAR_MD5)
+        fetch(OXFORD_URL, root / TAR_NAME, md5=TAR_MD5)
         return
-    except Exception as error:  # URLError, timeout, IncompleteRead, "File not found or corrupted"
+    except Exception as error:  # URLError, timeout, too slow, IncompleteRead, md5 mismatch
         print(f"Download from the Oxford host failed ({error}); trying the mirror {MIRROR_URL}")
-        tar.unlink(missing_ok=True)  # what arrived is partial or wrong
     try:
-        _fetch(MIRROR_URL, tar, MIRROR_SHA1)
+        fetch(MIRROR_URL, root / TAR_NAME, sha1=MIRROR_SHA1)
     except Exception as mirror_error:
         raise RuntimeError(
             f"Could not download VOC 2012 ({mirror_error}). With internet, run voc.download() "
-            f"again, or put {TAR_NAME} (2 GB, md5 {TAR_MD5}) into {root} by hand and run it: "
-            f"it verifies and extracts the file. Or set COURSE_PROFILE=ci for the synthetic "
-            f"set.") from None
+            f"again later, or download {TAR_NAME} (2 GB, md5 {TAR_MD5}) by hand from {OXFORD_URL} "
+            f"or the mirror {MIRROR_URL} into {root} and run it: it verifies and extracts the "
+            f"file. Or set COURSE_PROFILE=ci for the synthetic set.") from None
 
 
 def download(root: str | Path | None = None) -> Path:
@@ -259,9 +233,9 @@ def download(root: str | Path | None = None) -> Path:
 
     Nothing happens when every trainval image and mask is there. A verified tar already in
     ``root`` (e.g. put there by hand) is extracted without downloading; a corrupt one is fetched
-    again: first torchvision's download from the Oxford host (md5-checked), when that fails
-    d2l's mirror of the same tar (sha1-checked). The tar is kept, so a damaged tree is repaired
-    without the network. Returns ``root/VOCdevkit/VOC2012``.
+    again: first from the Oxford host that torchvision uses (md5-checked), when that fails or is
+    too slow (``loading.fetch``'s deadline) from d2l's mirror of the same tar (sha1-checked). The
+    tar is kept, so a damaged tree is repaired without the network. Returns ``root/VOCdevkit/VOC2012``.
     """
     root = runtime.dataset_root(root)
     if not _missing(root):

@@ -9,6 +9,7 @@ import shutil
 import socket
 import tarfile
 import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -131,9 +132,13 @@ def test_missing_real_data_raises_with_directions(tmp_path):
 
 
 def test_failed_download_raises_with_directions(tmp_path, monkeypatch):
-    def no_internet(*args, **kwargs):
+    timeouts = []
+
+    def no_internet(*args, timeout=None, **kwargs):
+        timeouts.append(timeout)
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
+    monkeypatch.setattr(urllib.request, "urlopen", no_internet)  # the course's download (loading.fetch)
     monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", no_internet)
     with pytest.raises(RuntimeError) as error:
         cifar.download(tmp_path)
@@ -143,6 +148,7 @@ def test_failed_download_raises_with_directions(tmp_path, monkeypatch):
     assert error.value.__suppress_context__  # no urllib traceback chained underneath
     with pytest.raises(RuntimeError, match="Could not download"):
         cifar.loaders(runtime.default_profile("quick"), root=tmp_path, download=True)
+    assert timeouts[0] == 60.0  # a silent host is given up after a minute (a trickling one: test_downloads.py)
 
 
 @pytest.mark.parametrize("failure", [http.client.IncompleteRead(b"partial"), tarfile.ReadError("truncated")])
@@ -153,6 +159,7 @@ def test_a_dropped_connection_or_a_damaged_archive_also_gives_directions(failure
         seen.append(socket.getdefaulttimeout())
         raise failure
 
+    monkeypatch.setattr(cifar, "_fetch_archive", lambda root: None)  # straight to torchvision's download
     monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", fails)
     with pytest.raises(RuntimeError, match="Could not download CIFAR-10.*COURSE_PROFILE=ci"):
         cifar.download(tmp_path)
@@ -162,11 +169,11 @@ def test_a_dropped_connection_or_a_damaged_archive_also_gives_directions(failure
 def test_download_expands_a_home_folder(tmp_path, monkeypatch):
     roots = []
 
-    def records(url, download_root, **kwargs):
-        roots.append(Path(download_root))
+    def records(url, dest, **kwargs):
+        roots.append(Path(dest).parent)
         raise urllib.error.URLError("offline")
 
-    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", records)
+    monkeypatch.setattr(cifar, "fetch", records)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     with pytest.raises(RuntimeError, match=str(tmp_path / "home" / "cifar")):
         cifar.download("~/cifar")  # the error names the folder it looked in: the expanded one
@@ -187,6 +194,7 @@ def _offline(monkeypatch):
     def no_internet(*args, **kwargs):
         raise urllib.error.URLError("[Errno -2] Name or service not known")
 
+    monkeypatch.setattr(urllib.request, "urlopen", no_internet)
     monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", no_internet)
 
 

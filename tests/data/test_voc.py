@@ -11,6 +11,7 @@ import shutil
 import socket
 import tarfile
 import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -200,26 +201,36 @@ def tiny_voc_tar(folder) -> bytes:
     return buffer.getvalue()
 
 
+class _Response(io.BytesIO):
+    """What the fake ``urlopen`` returns: ``data``, then ``failure`` (e.g. a connection cut off)."""
+
+    def __init__(self, data: bytes, length: int, failure: Exception | None = None) -> None:
+        super().__init__(data)
+        self.length, self.failure = length, failure
+
+    def read1(self, size: int = -1) -> bytes:
+        chunk = super().read1(size)
+        if not chunk and self.failure is not None:
+            raise self.failure
+        return chunk
+
+
 @pytest.fixture
 def offline_mirror(tmp_path, monkeypatch):
     """Oxford fails; the 'mirror' serves a tiny VOC tar. Returns (tar bytes, requested URLs).
 
-    ``oxford`` (a list) holds what the Oxford download saw: the socket timeout it ran under."""
+    ``urls`` lists the mirror requests; ``oxford`` (a list) holds the silence timeout that each
+    Oxford request ran under. Oxford sends 100 bytes, then the connection is cut off."""
     data, urls, oxford = tiny_voc_tar(tmp_path / "src"), [], []
 
-    def oxford_down(url, root, filename, md5):
-        oxford.append(socket.getdefaulttimeout())
-        (Path(root) / filename).write_bytes(data[:100])  # a connection cut off after 100 bytes
-        raise urllib.error.URLError("thor.robots.ox.ac.uk: connection refused")
-
-    def mirror(request, timeout=None):
+    def urlopen(request, timeout=None):
+        if request.full_url == voc.OXFORD_URL:
+            oxford.append(timeout)
+            return _Response(data[:100], len(data), urllib.error.URLError("thor.robots.ox.ac.uk: connection reset"))
         urls.append(request.full_url)
-        response = io.BytesIO(data)
-        response.length = len(data)
-        return response
+        return _Response(data, len(data))
 
-    monkeypatch.setattr(voc, "download_url", oxford_down)
-    monkeypatch.setattr(voc.urllib.request, "urlopen", mirror)
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     return data, urls, oxford
 
 
@@ -238,10 +249,14 @@ def test_download_falls_back_to_the_mirror_and_checks_sha1(tmp_path, offline_mir
 def test_any_oxford_failure_falls_back_to_the_mirror(failure, tmp_path, offline_mirror, monkeypatch):
     data, urls, _ = offline_mirror
 
-    def oxford_fails(*args, **kwargs):
-        raise failure
+    fake_urlopen = urllib.request.urlopen  # the fixture's
 
-    monkeypatch.setattr(voc, "download_url", oxford_fails)
+    def oxford_fails(request, timeout=None):
+        if request.full_url == voc.OXFORD_URL:
+            raise failure
+        return fake_urlopen(request, timeout)
+
+    monkeypatch.setattr(urllib.request, "urlopen", oxford_fails)
     monkeypatch.setattr(voc, "MIRROR_SHA1", hashlib.sha1(data).hexdigest())
     voc.download(tmp_path / "data")
     assert urls == [voc.MIRROR_URL]
