@@ -217,7 +217,7 @@ def test_notebooks_started_at_once_never_lose_the_folder_they_read(kind, tmp_pat
     """Issue 15.6: three ci notebooks on an empty data folder; a parallel writer replaced the
     folder under a reader (FileNotFoundError). A folder with the same content must be kept."""
     context = multiprocessing.get_context("fork")
-    jobs = [(kind, str(tmp_path), 1.0, i % 2 == 1) for i in range(4)]  # 2 readers, 2 re-writers
+    jobs = [(kind, str(tmp_path), 1.0, i % 2 == 1) for i in range(6)]  # 3 readers, 3 re-writers
     with context.Pool(len(jobs)) as pool:
         errors = pool.starmap_async(_notebook, jobs).get(timeout=60)
     assert errors == [None] * len(jobs)
