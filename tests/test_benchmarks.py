@@ -15,7 +15,7 @@ import nbformat
 import pytest
 import torch
 
-from benchmarks import bench_cifar_recipe, bench_metrics, bench_notebooks, bench_train_step
+from benchmarks import bench_cifar_recipe, bench_faults, bench_metrics, bench_notebooks, bench_train_step
 from course_utils import engine
 
 TINY_TRAIN = ["--width-div", "8", "--image-size", "32", "--steps", "2", "--batch-size", "2", "--repeats", "1",
@@ -170,3 +170,25 @@ def test_gpu_check_says_it_needs_a_gpu(tmp_path):
                           env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable})
     assert done.returncode == 2 and "no CUDA GPU" in done.stderr
     assert list(tmp_path.iterdir()) == []  # nothing was run or written
+
+
+def test_bench_faults_survives_a_kill_in_a_save(tmp_path):
+    """One run killed (SIGKILL) in a slowed-down save, then re-run: nothing lost, the same result.
+    Two short training processes (a few seconds, most of it importing torch)."""
+    out = tmp_path / "faults.json"
+    report = bench_faults.main(["--kills", "1", "--kinds", "save", "--concurrent", "0", "--epochs", "3",
+                                "--json", str(out)])
+    counts = report["counts"]
+    assert counts["kills"] + counts["runs finished before their kill"] == 1
+    assert counts["checkpoints lost"] == counts["checkpoints unreadable"] == counts["re-runs that failed"] == 0
+    assert counts["results equal to the uninterrupted run"] == 1
+    assert counts["temporary or lock files left at the end"] == 0
+    assert json.loads(out.read_text())["benchmark"] == "bench_faults"
+
+
+def test_bench_faults_comparison_tells_results_apart():
+    weights = {"w": torch.zeros(3)}
+    history = {"train_loss": [0.5, 0.25]}
+    assert bench_faults.same((weights, history), ({"w": torch.zeros(3)}, {"train_loss": [0.5, 0.25]}))
+    assert not bench_faults.same((weights, history), ({"w": torch.tensor([0.0, 0.0, 1e-7])}, history))
+    assert not bench_faults.same((weights, history), (weights, {"train_loss": [0.5, 0.26]}))
