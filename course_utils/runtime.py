@@ -201,7 +201,8 @@ def _writable(folder: Path) -> bool:
 def check_data_folder(path: Path) -> None:
     """Raise ``FolderError`` when ``path`` cannot be the data folder: the course writes there
     (downloads, the ci profile's synthetic sets, lesson 06's exports), so it must be a folder,
-    or creatable, that you can write to."""
+    or creatable, that you can write to; or a read-only folder that already holds the datasets
+    (e.g. a shared copy in a lab), which the lessons only read."""
     if os.environ.get(DATA_ENV, "").strip():
         where, other = f"{DATA_ENV} points at {path}", f"Set {DATA_ENV} to another folder"
     else:
@@ -213,6 +214,8 @@ def check_data_folder(path: Path) -> None:
         raise FolderError(what, f"{other} (e.g. ~/course_data; it is created when missing), or move "
                                 f"the file {existing} away.")
     if not _writable(existing):
+        if existing == path and any(path.iterdir()):
+            return  # a read-only folder that already holds datasets (e.g. a lab's shared copy): reading works
         what = (f"{where}, a folder you cannot write to" if existing == path
                 else f"{where}, which does not exist and cannot be created ({existing} is not writable)")
         raise FolderError(what, f"{other} that you can write to (e.g. ~/course_data), or make "

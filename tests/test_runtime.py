@@ -331,3 +331,16 @@ def test_a_read_only_course_data_folder_is_refused(monkeypatch, tmp_path):
 def test_banner_does_not_fail_on_a_broken_data_folder(monkeypatch, tmp_path):
     monkeypatch.setenv(runtime.DATA_ENV, "C:\\Users\\me\\data")  # preflight reports it, with the fix
     assert "is a Windows path" in runtime.banner(runtime.default_profile("quick"))
+
+
+def test_a_read_only_folder_that_holds_datasets_is_read(monkeypatch, tmp_path):
+    """A lab's shared, read-only copy of the datasets: the lessons only read it."""
+    shared = tmp_path / "shared"
+    (shared / "cifar-10-batches-py").mkdir(parents=True)
+    monkeypatch.setattr(runtime, "_writable", lambda folder: folder != shared)  # tests may run as root
+    monkeypatch.setenv(runtime.DATA_ENV, str(shared))
+    assert runtime.data_root() == shared
+    from course_utils import preflight
+
+    finding = preflight.check_data_folder()
+    assert finding.ok and "read-only" in finding.detail
