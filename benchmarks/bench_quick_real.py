@@ -41,7 +41,7 @@ LESSONS = {"01": "01_vgg16_cifar10.ipynb", "02": "02_resnet50_cifar10.ipynb",
 VOC_LESSONS = ("03", "04", "05")
 TRAINING_CALLS = ("fit_or_load(", "train_more(", "= train(")
 # The lines a lesson prints with its result, e.g. "test accuracy: 52.3% on 1,000 images".
-RESULT_PATTERNS = (r"test accuracy:? [\d.]+%", r"validation accuracy [\d.]+%", r"with augmentation: .*?validation [\d.]+%",
+RESULT_PATTERNS = (r"epoch (\d+)/\1 \|[^\n]*", r"test accuracy:? [\d.]+%", r"validation accuracy [\d.]+%", r"with augmentation: .*?validation [\d.]+%",
                    r"without augmentation: .*?validation [\d.]+%", r"mIoU[^\n]*?[\d.]+ ?%", r"miou [\d.]+")
 
 
@@ -81,10 +81,26 @@ def run_lesson(path: Path, env: dict[str, str], timeout: float) -> dict:
         if any(call in cell.source for call in TRAINING_CALLS) and "iopub.status.idle" in timing:
             training += seconds_between(timing["iopub.execute_input"], timing["iopub.status.idle"])
         for pattern in RESULT_PATTERNS:
-            results += re.findall(pattern, text)
+            results += [match.group(0) for match in re.finditer(pattern, text)]
     return {"lesson": path.name, "training_s": round(training, 1), "notebook_s": round(total, 1),
             "results": results, "promise": promise(notebook), "error": error,
             "worker_messages": worker_messages}
+
+
+def saved_runs(folder: Path, number: str) -> dict[str, dict]:
+    """Per checkpoint the lesson wrote: epochs, first and last training loss, last validation score."""
+    from course_utils import checkpoint
+
+    runs = {}
+    for path in sorted(folder.glob(f"{number}_*.pt")):
+        history = checkpoint.load(path)["history"]
+        runs[path.stem] = {"epochs": len(history["epoch"]),
+                           "first_train_loss": round(history["train_loss"][0], 3),
+                           "last_train_loss": round(history["train_loss"][-1], 3),
+                           "val_acc": round(history["val_acc"][-1], 4),
+                           **({"val_miou": round(history["val_miou"][-1], 4)} if "val_miou" in history else {}),
+                           "train_s": round(sum(history["epoch_time"]), 1)}
+    return runs
 
 
 def seconds_between(start: str, end: str) -> float:
@@ -128,12 +144,15 @@ def main() -> None:
             continue
         row = run_lesson(ROOT / "notebooks" / LESSONS[number], env, args.timeout)
         row["load_after"] = round(os.getloadavg()[0], 2)
+        row["runs"] = saved_runs(work / "checkpoints" / "quick", number)
         rows.append(row)
         print(f"\n{row['lesson']}: training {row['training_s'] / 60:.1f} min, notebook {row['notebook_s'] / 60:.1f} min, "
               f"load {row['load_after']}{'  ERROR ' + row['error'] if row['error'] else ''}\n"
               f"  measured: {'; '.join(row['results']) or '(no result line)'}\n"
               f"  header:   {row['promise']}\n"
               f"  DataLoader worker messages: {row['worker_messages']}", flush=True)
+        for name, run in row["runs"].items():
+            print(f"  {name}: {run}", flush=True)
     print("\n| lesson | training (min) | notebook (min) | measured | header (quick) | load |")
     print("|---|---:|---:|---|---|---:|")
     for row in rows:
