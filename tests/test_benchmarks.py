@@ -8,6 +8,7 @@ only make sure they still run, that their baseline and the course code agree, an
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import nbformat
 import pytest
 import torch
 
-from benchmarks import bench_cifar_recipe, bench_faults, bench_metrics, bench_notebooks, bench_train_step
+from benchmarks import bench_cifar_recipe, bench_faults, bench_metrics, bench_notebooks, bench_quick_real, bench_train_step
 from course_utils import engine
 
 TINY_TRAIN = ["--width-div", "8", "--image-size", "32", "--steps", "2", "--batch-size", "2", "--repeats", "1",
@@ -192,3 +193,24 @@ def test_bench_faults_comparison_tells_results_apart():
     assert bench_faults.same((weights, history), ({"w": torch.zeros(3)}, {"train_loss": [0.5, 0.25]}))
     assert not bench_faults.same((weights, history), ({"w": torch.tensor([0.0, 0.0, 1e-7])}, history))
     assert not bench_faults.same((weights, history), (weights, {"train_loss": [0.5, 0.26]}))
+
+
+@pytest.mark.parametrize("number", sorted(bench_quick_real.LESSONS))
+def test_every_quick_promise_is_a_measurement_or_says_it_is_not(number):
+    """Issue 14: the quick row of each header states measured figures, no '(est.)' projection."""
+    notebook = nbformat.read(Path(bench_quick_real.ROOT, "notebooks", bench_quick_real.LESSONS[number]), as_version=4)
+    promise = bench_quick_real.promise(notebook)
+    assert promise != "(no quick row in the header)"
+    assert "est." not in promise and "estimate" not in promise and "projection" not in promise
+    assert ("not measured" in promise) == (number in bench_quick_real.VOC_LESSONS), promise
+    if number not in bench_quick_real.VOC_LESSONS:
+        assert promise.count("measured:") == 2, promise  # the time and the result
+
+
+def test_bench_quick_real_finds_the_results_a_lesson_prints():
+    text = ("epoch 6/6 | train loss 1.296 acc 0.524 | val loss 1.205 acc 0.554 | lr 6.48e-07 | 29.5s\n"
+            "test accuracy: 55.5% on 2,000 images (chance: 10%)\n"
+            "without augmentation: train 64.5%, validation 54.7%, gap +9.8% | 258 training img/s\n")
+    found = [m.group(0) for pattern in bench_quick_real.RESULT_PATTERNS for m in re.finditer(pattern, text)]
+    assert found[0].startswith("epoch 6/6 | train loss 1.296") and "test accuracy: 55.5%" in found
+    assert "without augmentation: train 64.5%, validation 54.7%" in found
