@@ -156,8 +156,9 @@ def main() -> None:
     print("\n| lesson | training (min) | notebook (min) | measured | header (quick) | load |")
     print("|---|---:|---:|---|---|---:|")
     for row in rows:
+        measured = "; ".join(row["results"]).replace("|", "/")  # epoch lines hold "|"
         print(f"| {row['lesson']} | {row['training_s'] / 60:.1f} | {row['notebook_s'] / 60:.1f} | "
-              f"{'; '.join(row['results'])} | {row['promise']} | {row['load_after']} |")
+              f"{measured} | {row['promise']} | {row['load_after']} |")
     write_json(args.json, {"data": source, "cores": os.cpu_count(), "rows": rows, "skipped": skipped})
     if any(row["error"] for row in rows):
         sys.exit(1)

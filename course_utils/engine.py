@@ -16,14 +16,13 @@ from __future__ import annotations
 import math
 import time
 import warnings
-import weakref
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
 from torch import nn
 
-from course_utils import checkpoint, runtime, validate
+from course_utils import checkpoint, reruns, runtime, validate
 from course_utils.metrics import IGNORE_INDEX, ConfusionMatrix
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time")
@@ -311,52 +310,6 @@ def _restore(state: dict, path: Path, model, optimizer, scheduler, scaler, devic
         scaler.load_state_dict(state["scaler"])
 
 
-# Objects a fit_or_load of this kernel has stepped. An optimizer keeps the mark: it can only go on with
-# its own run (which the checkpoint restores), never start a new one. A model loses it when its run
-# finishes: a finished model may start another run (lesson 05 fine-tunes the warmed-up model).
-_STEPPED_OPTIMIZERS: weakref.WeakSet = weakref.WeakSet()
-_UNFINISHED_MODELS: weakref.WeakSet = weakref.WeakSet()
-
-
-def _already_trained(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler) -> str | None:
-    """Why these objects cannot start a run from scratch (a run already changed them), or None."""
-    if model in _UNFINISHED_MODELS:
-        return "the model's weights were changed by a run of this cell that stopped before its first checkpoint"
-    if optimizer in _STEPPED_OPTIMIZERS or optimizer.state:
-        return "the optimizer has already taken training steps"
-    if scheduler is not None and getattr(scheduler, "last_epoch", 0) > 0:
-        return f"the scheduler has already been stepped {scheduler.last_epoch} times"
-    return None
-
-
-def _cannot_continue(state: dict, plan: dict) -> str | None:
-    """Why a checkpoint of this very plan can still not be loaded or resumed, or None.
-
-    Both come from runs of older course versions, which saved them: a diverged run (NaN loss),
-    or a run that started on a scheduler an interrupted run had already stepped (its schedule ends
-    too early: OneCycleLR fails with "Tried to step 129 times" on every resume).
-    """
-    history = state.get("history") or {}
-    if not all(math.isfinite(x) for key in ("train_loss", "val_loss") for x in history.get(key, [])):
-        return "its loss became NaN or infinite (the run diverged)"
-    steps = (state.get("scheduler") or {}).get("last_epoch")
-    batches = plan.get("batches_per_epoch")
-    if steps is not None and batches and steps != state["epoch"] * batches:
-        return (f"its scheduler took {steps} steps in {state['epoch']} epochs of {batches} batches: the run "
-                f"started on a scheduler that an interrupted run had already stepped")
-    return None
-
-
-def _after_interrupt(path: Path) -> None:
-    """Tell a student who pressed stop (or whose kernel was interrupted) which cell to run next."""
-    if path.is_file():
-        print(f"Interrupted. {path} holds the last completed epoch: run this cell again to resume "
-              f"from it (the result equals an uninterrupted run).", flush=True)
-    else:
-        print("Interrupted before the first epoch was saved, after the model, optimizer and scheduler "
-              "had been changed by it: re-run the cell that builds them, then this one.", flush=True)
-
-
 def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, name: str,
                 profile: runtime.Profile, optimizer: torch.optim.Optimizer, criterion: nn.Module,
                 num_classes: int, epochs: int | None = None, device: torch.device | str | None = None,
@@ -393,9 +346,9 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
             else:  # written before plans were recorded: epochs and profile are all we know
                 changes = [f"{key}: {state.get(key)} -> {value}" for key, value
                            in (("epochs", epochs), ("profile", profile.name)) if state.get(key) != value]
-            problem = None if changes else _cannot_continue(state, plan)
+            problem = None if changes else reruns.why_unusable(state, plan)
             if changes or problem:
-                used = _already_trained(model, optimizer, scheduler)
+                used = reruns.why_used(model, optimizer, scheduler)
                 if used:  # before setting the old file aside: nothing changes on disk
                     raise RuntimeError(f"Checkpoint {path} cannot be used ({problem or '; '.join(changes[:4])}), "
                                        f"and a run from scratch needs fresh objects, but {used}. Re-run the "
@@ -410,35 +363,22 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
                 if state["finished"]:
                     print(f"Loaded the finished checkpoint {path} ({state['epoch']} epochs); "
                           f"delete it to train again.", flush=True)
-                    _UNFINISHED_MODELS.discard(model)
+                    reruns.finished(model)
                     return state["history"]
                 _set_rng_state(state["rng"], train_loader)
                 start_epoch, history = state["epoch"], state["history"]
                 print(f"Resuming {path} after epoch {start_epoch} of {epochs}.", flush=True)
-        elif used := _already_trained(model, optimizer, scheduler):
+        elif used := reruns.why_used(model, optimizer, scheduler):
             raise RuntimeError(
                 f"No checkpoint {path} yet, so this run would start from scratch, but {used} (an interrupted "
                 f"run of this cell?). Training on would not give the result of a clean run, and its "
                 f"checkpoints could never be resumed. Re-run the cell that builds the model, optimizer and "
                 f"scheduler (the one above this), then this one.")
-
-        def stepped(*_) -> None:  # an optimizer step hook: from now on the objects are changed
-            _UNFINISHED_MODELS.add(model)
-            _STEPPED_OPTIMIZERS.add(optimizer)
-
-        hook = optimizer.register_step_post_hook(stepped)
-        try:
-            history = fit(model, train_loader, val_loader, epochs=epochs, optimizer=optimizer,
-                          criterion=criterion, device=device, num_classes=num_classes, scheduler=scheduler,
-                          scaler=scaler, profile=profile, checkpoint_path=path,
-                          checkpoint_every=checkpoint_every, start_epoch=start_epoch, history=history, plan=plan)
-        except KeyboardInterrupt:
-            _after_interrupt(path)
-            raise
-        finally:
-            hook.remove()
-    _UNFINISHED_MODELS.discard(model)  # a finished run: the model may start another run (fine-tuning)
-    return history
+        with reruns.tracking(model, optimizer, path):  # used from the first step; Ctrl-C says what next
+            return fit(model, train_loader, val_loader, epochs=epochs, optimizer=optimizer,
+                       criterion=criterion, device=device, num_classes=num_classes, scheduler=scheduler,
+                       scaler=scaler, profile=profile, checkpoint_path=path,
+                       checkpoint_every=checkpoint_every, start_epoch=start_epoch, history=history, plan=plan)
 
 
 def train_more(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, history: dict,
