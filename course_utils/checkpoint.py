@@ -83,6 +83,14 @@ def _save_failed(path: Path, error: OSError) -> OSError:
     return OSError(error.errno, message)
 
 
+def _make_folder(path: Path) -> None:
+    """Create the checkpoint's folder; a file in the way, or a folder you cannot write to, says what to do."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # e.g. COURSE_CHECKPOINTS names a file: "Not a directory"
+        raise _save_failed(path, error) from None
+
+
 def save(path: str | os.PathLike, **state: Any) -> Path:
     """Write ``state`` to ``path`` atomically (unique tmp file in the same folder + ``os.replace``).
 
@@ -90,7 +98,7 @@ def save(path: str | os.PathLike, **state: Any) -> Path:
     raises an ``OSError`` that names the folder and says the previous checkpoint is intact.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(path)
     fd, tmp = _temporary_file(path)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -239,7 +247,7 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
     process holds it. The lock dies with its process, so a killed kernel never blocks the next run.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(path)
     lock_path = path.with_name(path.name + ".lock")
     while True:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)

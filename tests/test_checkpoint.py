@@ -224,3 +224,16 @@ def test_a_lock_dies_with_its_process(tmp_path):
     with checkpoint.locked(path):
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_checkpoint_folder_under_a_file_says_what_to_do(tmp_path, monkeypatch):
+    """COURSE_CHECKPOINTS naming a file (e.g. a zip): the training cell says so, not a bare mkdir error."""
+    archive = tmp_path / "checkpoints.zip"
+    archive.write_bytes(b"PK")
+    monkeypatch.setenv(runtime.CHECKPOINT_ENV, str(archive))
+    path = runtime.checkpoint_dir(runtime.default_profile("ci")) / "run.pt"
+    for attempt in (lambda: checkpoint.save(path, epoch=1), lambda: checkpoint.locked(path).__enter__()):
+        with pytest.raises(OSError) as error:
+            attempt()
+        message = str(error.value)
+        assert str(path.parent) in message and runtime.CHECKPOINT_ENV in message and "write to" in message
