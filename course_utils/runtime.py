@@ -260,7 +260,12 @@ def results_dir(profile: Profile, lesson: str) -> Path:
     ``$COURSE_RESULTS`` moves the ``results`` folder; ``keep_checkpoints_on_drive`` points it at Drive.
     """
     path = (_from_env(RESULTS_ENV) or _course_home() / "results") / lesson / profile.name
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # e.g. COURSE_RESULTS names a file, or a folder you cannot write to
+        raise FolderError(f"Cannot create the results folder {path} ({error.strerror or error})",
+                          f"Set {RESULTS_ENV} to a folder you can write to (e.g. ~/course_results), "
+                          f"or unset it to use the default.") from None
     return path
 
 

@@ -344,3 +344,12 @@ def test_a_read_only_folder_that_holds_datasets_is_read(monkeypatch, tmp_path):
 
     finding = preflight.check_data_folder()
     assert finding.ok and "read-only" in finding.detail
+
+
+def test_a_results_folder_under_a_file_says_what_to_do(monkeypatch, tmp_path):
+    archive = tmp_path / "results.zip"
+    archive.write_bytes(b"PK")
+    monkeypatch.setenv(runtime.RESULTS_ENV, str(archive))
+    with pytest.raises(runtime.FolderError, match="Cannot create the results folder") as error:
+        runtime.results_dir(runtime.default_profile("ci"), "06_custom_dataset")
+    assert str(archive) in str(error.value) and "COURSE_RESULTS" in str(error.value)
