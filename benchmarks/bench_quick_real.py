@@ -66,7 +66,8 @@ def run_lesson(path: Path, env: dict[str, str], timeout: float) -> dict:
                                 resources={"metadata": {"path": str(path.parent)}})
         client.execute()
     except Exception as failure:  # the notebook stopped: report it, keep the other lessons
-        error = f"{type(failure).__name__}: {str(failure).strip().splitlines()[-1][:300]}"
+        last_line = (str(failure).strip().splitlines() or [""])[-1]
+        error = f"{type(failure).__name__}: {last_line[:300]}"
     finally:
         os.environ.clear()
         os.environ.update(old_env)
@@ -135,6 +136,7 @@ def main() -> None:
     skipped = [n for n in lessons if n in VOC_LESSONS and args.voc is None]
     env = {"COURSE_PROFILE": "quick", "COURSE_DATA": str(data), "COURSE_CHECKPOINTS": str(work / "checkpoints"),
            "COURSE_RESULTS": str(work / "results"), "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
+    print(f"work folder (data, checkpoints, results; delete it when done): {work}")
     print(f"data: {source}; profile quick; cores: {os.cpu_count()}; load average before: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     rows = []

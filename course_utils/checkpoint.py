@@ -70,14 +70,16 @@ def _save_failed(path: Path, error: OSError) -> OSError:
     """A readable error for a checkpoint that could not be written: where, why, and what to do."""
     kept = (f"The previous checkpoint {path.name} is intact (the new one went to a temporary file, "
             f"now removed)" if path.is_file() else "No checkpoint was written (nothing half-written is left)")
+    move = (f"copy {path.name} into it to resume from there" if path.is_file()
+            else "then re-run the cell that builds the model, optimizer and scheduler")
     if error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        fix = (f"Free some space there, or keep checkpoints on another disk: set the environment variable "
-               f"{CHECKPOINT_ENV} to a folder with room (os.environ[\"{CHECKPOINT_ENV}\"] = \"/path\" in the "
-               f"first cell, or runtime.keep_checkpoints_on_drive() in Colab), then re-run the training cell: "
-               f"it resumes from the last saved epoch")
+        fix = (f"Free some space there and re-run the training cell (it resumes from the last saved epoch, "
+               f"if any), or keep checkpoints on another disk: set the environment variable {CHECKPOINT_ENV} "
+               f"to a folder with room (os.environ[\"{CHECKPOINT_ENV}\"] = \"/path\" in the first cell, or "
+               f"runtime.keep_checkpoints_on_drive() in Colab), {move}, and run the training cell")
     else:
         fix = (f"Check that you can write to that folder, or set the environment variable {CHECKPOINT_ENV} to "
-               f"a folder you can write to, then re-run the training cell")
+               f"a folder you can write to, {move}, and run the training cell")
     message = (f"Could not save the checkpoint {path.name} in {path.parent}: {error.strerror or error}. "
                f"{kept}. {fix}.")
     return OSError(error.errno, message)
@@ -99,7 +101,10 @@ def save(path: str | os.PathLike, **state: Any) -> Path:
     """
     path = Path(path)
     _make_folder(path)
-    fd, tmp = _temporary_file(path)
+    try:
+        fd, tmp = _temporary_file(path)
+    except OSError as error:  # a folder you cannot write to
+        raise _save_failed(path, error) from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
@@ -250,7 +255,10 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
     _make_folder(path)
     lock_path = path.with_name(path.name + ".lock")
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:  # a folder you cannot write to
+            raise _save_failed(path, error) from None
         got = _try_lock(fd)
         if got is False:
             holder = _holder(fd)

@@ -361,8 +361,9 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
             else:
                 _restore(state, path, model, optimizer, scheduler, scaler, device)  # overwrites any used state
                 if state["finished"]:
-                    print(f"Loaded the finished checkpoint {path} ({state['epoch']} epochs); "
-                          f"delete it to train again.", flush=True)
+                    print(f"Loaded the finished checkpoint {path} ({state['epoch']} epochs). To train "
+                          f"again, delete it, then re-run the cell that builds the model and optimizer, "
+                          f"and this one.", flush=True)
                     reruns.finished(model)
                     return state["history"]
                 _set_rng_state(state["rng"], train_loader)

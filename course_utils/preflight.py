@@ -9,7 +9,6 @@ so a script can act on them.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import platform
@@ -131,27 +130,22 @@ def check_workers(profile: runtime.Profile) -> Finding:
     return Finding("num_workers", True, f"{profile.num_workers} DataLoader workers ({reason})")
 
 
-def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_cifar10(root: Path) -> Finding:
-    from torchvision.datasets import CIFAR10
+    from course_utils.data import cifar
 
-    folder = root / CIFAR10.base_folder
+    folder = root / cifar.FOLDER
     if not folder.is_dir():
         return Finding("CIFAR-10", False, f"not found under {root}",
                        "lessons 01-02 download it (170 MB) on first use, or run cifar.download()")
-    expected = CIFAR10.train_list + CIFAR10.test_list + [[CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
-    bad = [name for name, md5 in expected if not (folder / name).is_file() or md5sum(folder / name) != md5]
+    local = cifar.is_local_copy(root)  # e.g. a sample of real images with its own checksums.md5
+    against = "its own checksums.md5 (a local copy)" if local else "torchvision's md5s"
+    bad = cifar.damaged_files(root)
     if bad:
-        return Finding("CIFAR-10", False, f"{len(bad)} files missing or corrupt in {folder}: {', '.join(bad)}",
-                       f"delete {folder} and download again (cifar.download())")
-    return Finding("CIFAR-10", True, f"all {len(expected)} files match their md5 ({folder})")
+        fix = ("restore the files from where this copy came from" if local
+               else f"delete {folder} and download again (cifar.download())")
+        return Finding("CIFAR-10", False, f"{len(bad)} files missing or corrupt in {folder} (checked against "
+                                          f"{against}): {', '.join(bad)}", fix)
+    return Finding("CIFAR-10", True, f"all files match {against} ({folder})")
 
 
 VOC_SPLIT_SIZES = {"train": 1464, "val": 1449}

@@ -80,9 +80,12 @@ def tracking(model: nn.Module, optimizer: torch.optim.Optimizer, path: Path) -> 
         if path.is_file():
             print(f"Interrupted. {path} holds the last completed epoch: run this cell again to resume "
                   f"from it (the result equals an uninterrupted run).", flush=True)
-        else:
+        elif model in _UNFINISHED_MODELS:
             print("Interrupted before the first epoch was saved, after the model, optimizer and scheduler "
                   "had been changed by it: re-run the cell that builds them, then this one.", flush=True)
+        else:
+            print("Interrupted before the first training step: nothing was changed, run this cell again.",
+                  flush=True)
         raise
     finally:
         hook.remove()

@@ -237,3 +237,18 @@ def test_a_checkpoint_folder_under_a_file_says_what_to_do(tmp_path, monkeypatch)
             attempt()
         message = str(error.value)
         assert str(path.parent) in message and runtime.CHECKPOINT_ENV in message and "write to" in message
+
+
+def test_a_checkpoint_folder_you_cannot_write_to_says_what_to_do(tmp_path, monkeypatch):
+    """A read-only folder (faked: tests may run as root): save and the lock name it and the fix."""
+    path = tmp_path / "run.pt"
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(checkpoint, "_temporary_file", refused)
+    with pytest.raises(OSError, match=f"Could not save the checkpoint run.pt in {tmp_path}.*COURSE_CHECKPOINTS"):
+        checkpoint.save(path, epoch=1)
+    monkeypatch.setattr(checkpoint.os, "open", refused)
+    with pytest.raises(OSError, match="Could not save the checkpoint run.pt.*you can write to"):
+        checkpoint.locked(path).__enter__()

@@ -58,6 +58,20 @@ def test_cifar_checksums_are_verified(tmp_path):
     assert not finding.ok and "corrupt" in finding.detail
 
 
+def test_a_local_cifar_copy_is_checked_against_its_own_checksums(tmp_path, synthetic_cifar_root):
+    """The course's real sample (or any copy with its own checksums.md5) is fine, not 'corrupt'."""
+    import shutil
+
+    from course_utils.data import cifar
+
+    shutil.copytree(synthetic_cifar_root / cifar.FOLDER, tmp_path / cifar.FOLDER)
+    finding = preflight.check_cifar10(tmp_path)
+    assert finding.ok and "its own checksums.md5" in finding.detail
+    (tmp_path / cifar.FOLDER / "data_batch_2").write_bytes(b"damaged")
+    finding = preflight.check_cifar10(tmp_path)
+    assert not finding.ok and "data_batch_2 (md5 mismatch)" in finding.detail and "delete" not in finding.fix
+
+
 def test_incomplete_voc_is_a_problem(tmp_path, synthetic_voc_root):
     finding = preflight.check_voc2012(synthetic_voc_root)  # a tiny tree, not the 1,464 + 1,449 images
     assert not finding.ok and "incomplete" in finding.detail

@@ -16,12 +16,12 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
 
 from course_utils import runtime
 
@@ -93,6 +93,7 @@ def network_timeout(seconds: float = 60.0) -> Iterator[None]:
 
 MIN_SPEED = 50_000  # bytes/s: a download that averages less (after GRACE_S) is given up
 GRACE_S = 120.0  # seconds a download may take before its average speed counts
+STALE_PART_S = 600.0  # a partial download untouched this long belongs to a process that died
 
 
 def fetch(url: str, dest: str | Path, md5: str | None = None, sha1: str | None = None,
@@ -111,8 +112,14 @@ def fetch(url: str, dest: str | Path, md5: str | None = None, sha1: str | None =
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.md5(usedforsecurity=False) if md5 else hashlib.sha1(usedforsecurity=False)
-    handle, part = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     request = urllib.request.Request(url, headers={"User-Agent": "course-utils"})
+    for stale in dest.parent.glob(f".{dest.name}.*.part"):  # left by a kernel killed mid-download
+        if time.time() - stale.stat().st_mtime > STALE_PART_S:  # a live download writes every second
+            stale.unlink(missing_ok=True)
+    handle, part = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    with warnings.catch_warnings():  # without ipywidgets tqdm.auto warns, then falls back to text bars
+        warnings.simplefilter("ignore")
+        from tqdm.auto import tqdm
     start, received = time.monotonic(), 0
     try:
         with open(handle, "wb") as f, urllib.request.urlopen(request, timeout=silence_s) as response, \

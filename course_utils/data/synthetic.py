@@ -105,6 +105,8 @@ def _write_atomically(target: Path, write: Callable[[Path], None]) -> Path:
         try:
             os.replace(tmp, target)  # atomic on one file system
         except OSError:
+            if not target.is_dir():  # no parallel writer got there first: a real error
+                raise
             # A parallel writer put its folder there first (a folder cannot replace a non-empty one).
             if not _same_files(tmp, target):
                 raise RuntimeError(f"{target} was written by another process at the same time, with "
