@@ -348,14 +348,11 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
                            in (("epochs", epochs), ("profile", profile.name)) if state.get(key) != value]
             problem = None if changes else reruns.why_unusable(state, plan)
             if changes or problem:
-                used = reruns.why_used(model, optimizer, scheduler)
-                if used:  # before setting the old file aside: nothing changes on disk
-                    raise RuntimeError(f"Checkpoint {path} cannot be used ({problem or '; '.join(changes[:4])}), "
-                                       f"and a run from scratch needs fresh objects, but {used}. Re-run the "
-                                       f"cell that builds the model, optimizer and scheduler, then this one.")
-                kept = checkpoint.set_aside(path)
                 reason = problem or (f"comes from another plan ({'; '.join(changes[:4])}"
                                      f"{'; ...' if len(changes) > 4 else ''})")
+                # before setting the old file aside: a refusal changes nothing on disk
+                reruns.refuse_if_used(model, optimizer, scheduler, f"Checkpoint {path} {reason}")
+                kept = checkpoint.set_aside(path)
                 print(f"Checkpoint {path} {reason}: training from scratch. "
                       f"The old run is kept as {kept.name}.", flush=True)
             else:
@@ -369,12 +366,8 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
                 _set_rng_state(state["rng"], train_loader)
                 start_epoch, history = state["epoch"], state["history"]
                 print(f"Resuming {path} after epoch {start_epoch} of {epochs}.", flush=True)
-        elif used := reruns.why_used(model, optimizer, scheduler):
-            raise RuntimeError(
-                f"No checkpoint {path} yet, so this run would start from scratch, but {used} (an interrupted "
-                f"run of this cell?). Training on would not give the result of a clean run, and its "
-                f"checkpoints could never be resumed. Re-run the cell that builds the model, optimizer and "
-                f"scheduler (the one above this), then this one.")
+        else:
+            reruns.refuse_if_used(model, optimizer, scheduler, f"No checkpoint {path} yet")
         with reruns.tracking(model, optimizer, path):  # used from the first step; Ctrl-C says what next
             return fit(model, train_loader, val_loader, epochs=epochs, optimizer=optimizer,
                        criterion=criterion, device=device, num_classes=num_classes, scheduler=scheduler,

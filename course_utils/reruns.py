@@ -6,7 +6,7 @@ scheduler's position. Running that cell again would train on from there rather t
 and its checkpoints could never be resumed (a one-cycle schedule would step past its end).
 ``engine.fit_or_load`` asks this module before it trains:
 
-- ``why_used(model, optimizer, scheduler)``: why these objects cannot start a run from scratch;
+- ``refuse_if_used(...)`` / ``why_used(...)``: whether these objects can still start a run from scratch;
 - ``why_unusable(state, plan)``: why a checkpoint of this very plan, written by an older course
   version, can still not be loaded or resumed;
 - ``tracking(model, optimizer, path)``: marks both as used from their first step until the run
@@ -40,6 +40,16 @@ def why_used(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler) -> s
     if scheduler is not None and getattr(scheduler, "last_epoch", 0) > 0:
         return f"the scheduler has already been stepped {scheduler.last_epoch} times"
     return None
+
+
+def refuse_if_used(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, why_from_scratch: str) -> None:
+    """Raise when a run must start from scratch (``why_from_scratch``) but these objects were used."""
+    used = why_used(model, optimizer, scheduler)
+    if used:
+        raise RuntimeError(
+            f"{why_from_scratch}, so this run starts from scratch, but {used} (an interrupted run of this "
+            f"cell?). Training on would not give the result of a clean run, and its checkpoints could never "
+            f"be resumed. Re-run the cell that builds the model, optimizer and scheduler, then this one.")
 
 
 def why_unusable(state: dict, plan: dict) -> str | None:

@@ -68,27 +68,25 @@ def _unreadable(path: str | Path, error: Exception) -> RuntimeError:
         f"For the synthetic set, delete its VOCdevkit folder: it is written again on next use.")
 
 
-def _load_image(path: str | Path) -> Image.Image:
-    """A VOC photo as an RGB PIL image, decoded now so that a damaged file fails naming itself."""
+def _decode(path: str | Path, read):
+    """``read(PIL image)``, decoding now, so that a damaged file fails naming itself."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return read(image)
     except FileNotFoundError:
         raise  # already names the file
     except (OSError, ValueError, SyntaxError) as error:  # PIL's errors for damaged files
         raise _unreadable(path, error) from None
 
 
+def _load_image(path: str | Path) -> Image.Image:
+    """A VOC photo as an RGB PIL image."""
+    return _decode(path, lambda image: image.convert("RGB"))
+
+
 def _load_mask(path: str | Path) -> torch.Tensor:
     """A VOC mask (H, W) uint8, validated: palette or greyscale, values 0..20 or 255."""
-    try:
-        with Image.open(path) as png:
-            mode = png.mode
-            array = np.array(png) if mode in ("P", "L") else None  # (H, W) uint8 class indices
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, SyntaxError) as error:
-        raise _unreadable(path, error) from None
+    mode, array = _decode(path, lambda png: (png.mode, np.array(png) if png.mode in ("P", "L") else None))
     if array is None:
         raise ValueError(
             f"{path}: mask has PIL mode {mode!r}; expected a palette ('P') or greyscale "
