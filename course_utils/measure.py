@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from course_utils.checks import count_params
+from course_utils.checks.verdicts import count_params
 from course_utils.engine import amp_dtype
 
 __all__ = ["count_params", "count_macs", "time_step", "peak_memory_mib", "StepTiming", "synchronize"]

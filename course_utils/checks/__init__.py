@@ -1,0 +1,22 @@
+"""Graded checks: one-line verdicts, and one named check per question of the lessons.
+
+A check cell in a lesson reads as one question and one call::
+
+    # NBVAL_CHECK_OUTPUT
+    # Question 1
+    from course_utils import checks
+    with checks.question(1):
+        checks.vgg.check_make_layers(make_layers)
+
+``verdicts`` holds the primitives (``check_shape``, ``check_same_as``, ...: each prints one
+``PASS``/``FAIL`` line); ``question`` turns a question that is not answered yet, or an answer that
+crashes, into one line so that Run All goes on to the last cell (in JupyterLab and in Colab,
+which ignores cell tags). The lesson modules hold the checks of each lesson's questions.
+"""
+
+from course_utils.checks.question import question
+from course_utils.checks.verdicts import (CountTorchCalls, check_close, check_equal, check_param_count,
+                                          check_same_as, check_shape, count_params, randomize_batchnorm)
+
+__all__ = ["CountTorchCalls", "check_close", "check_equal", "check_param_count", "check_same_as",
+           "check_shape", "count_params", "question", "randomize_batchnorm"]
