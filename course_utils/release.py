@@ -15,6 +15,11 @@ The solution notebooks ``notebooks/NN_*.ipynb`` are the only source. Each one be
 
 The output is deterministic: running it twice gives byte-identical files, so
 ``python -m course_utils.release --check`` (CI) can fail when a committed copy is stale.
+
+A fork of the course: ``python -m course_utils.release --repo OWNER/NAME [--branch B]`` writes the
+new repository into ``pyproject.toml`` (its one home: ``[project.urls] Repository`` and
+``[tool.course] branch``), rewrites everything made from it (the README's Colab badges, every
+lesson's badge and Colab install cell), then makes the student copies.
 """
 
 from __future__ import annotations
@@ -41,6 +46,14 @@ _NOTEBOOK_URL = re.compile(r"/notebooks/(\d\d_[^/\s)\"'<>]+\.ipynb)")
 _MD_LINK = re.compile(r"(\]\(\s*<?|(?:src|href)=[\"'])([^)\s\"'>]+)")
 _URL_SCHEME = re.compile(r"^[A-Za-z][\w+.-]*:")
 _SIBLING_LESSON = re.compile(r"^\d\d_[^/]*\.ipynb(#.*)?$")
+
+
+INSTALL_GUARD_MARK = "# Colab only: install the course helpers"  # first line of every lesson's 2nd cell
+_REPO_NAME = re.compile(r"^[\w.-]+/[\w.-]+$")
+_BRANCH_NAME = re.compile(r"^[\w./-]+$")
+_COLAB_PREFIX = "https://colab.research.google.com/github/"
+# Files that hold links made from the repository URL (besides the lessons and pyproject.toml).
+LINKED_FILES = ("README.md",)
 
 
 class ReleaseError(ValueError):
@@ -125,6 +138,107 @@ def release_notebook(nb: NotebookNode, name: str = "notebook") -> NotebookNode:
     return student
 
 
+def repository(root: Path = Path(".")) -> tuple[str, str]:
+    """``("OWNER/NAME", branch)`` of the course, read from ``pyproject.toml`` (the URL's one home)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: pytest's dependency tomli is the same parser
+        import tomli as tomllib
+    with open(Path(root) / "pyproject.toml", "rb") as handle:
+        config = tomllib.load(handle)
+    url = config["project"]["urls"]["Repository"]
+    branch = config.get("tool", {}).get("course", {}).get("branch", "main")
+    return re.sub(r"^https://github\.com/", "", url).rstrip("/"), branch
+
+
+def colab_url(notebook_path: str, root: Path = Path(".")) -> str:
+    """Colab's link for a notebook of the repository, e.g. ``notebooks/student/00_setup.ipynb``."""
+    repo, branch = repository(root)
+    return f"{_COLAB_PREFIX}{repo}/blob/{branch}/{notebook_path}"
+
+
+def colab_badge(notebook_path: str, root: Path = Path(".")) -> str:
+    """The "Open In Colab" badge (markdown) for a notebook of the repository."""
+    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"({colab_url(notebook_path, root)})")
+
+
+def install_guard_source(root: Path = Path(".")) -> str:
+    """Every lesson's second cell: in Colab, install the course package unless it is already there.
+
+    Colab has torch, torchvision and numpy, so ``--no-deps`` keeps its versions. pip runs quietly
+    in a subprocess: success or failure is one line (offline: no red pip error, no "restart the
+    kernel" note when nothing was installed). Outside Colab the cell does nothing.
+    """
+    repo, branch = repository(root)
+    return (
+        f"{INSTALL_GUARD_MARK} (course_utils), unless they are already there.\n"
+        "# Colab has torch, torchvision and numpy: --no-deps keeps its versions. Elsewhere this cell does\n"
+        "# nothing: tools/course.sh (or environment.yml) installed everything.\n"
+        "import importlib.util, subprocess, sys\n"
+        "\n"
+        "if \"google.colab\" in sys.modules and importlib.util.find_spec(\"course_utils\") is None:\n"
+        f"    source = \"git+https://github.com/{repo}@{branch}\"\n"
+        "    pip = subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"--no-deps\", source],\n"
+        "                         capture_output=True, text=True)\n"
+        "    if pip.returncode == 0:\n"
+        "        print(f\"Installed the course helpers from {source}\")\n"
+        "    else:\n"
+        "        print(f\"Could not install the course helpers from {source} (no internet?); \"\n"
+        "              \"reconnect, then run this cell again. pip said: \" + (pip.stderr.strip().splitlines() or [\"?\"])[-1])"
+    )
+
+
+def set_repository(repo: str, branch: str = "main", root: Path = Path(".")) -> list[str]:
+    """Point the course at ``github.com/<repo>`` (branch ``branch``): ``pyproject.toml``, the README's
+    badges, every lesson's badge and install cell; returns the files changed.
+
+    Run ``release`` afterwards to remake the student copies (``main`` does both).
+    """
+    if not _REPO_NAME.match(repo):
+        raise ReleaseError(f"--repo {repo!r} must look like OWNER/NAME (e.g. my-school/pytorch-course).")
+    if not _BRANCH_NAME.match(branch):
+        raise ReleaseError(f"--branch {branch!r} is not a branch name.")
+    root = Path(root)
+    if not (root / "pyproject.toml").is_file():
+        raise ReleaseError(f"No pyproject.toml in {root.resolve()}: run this from the course's repository root.")
+    old_repo, old_branch = repository(root)
+    changed = []
+
+    def relinked(text: str) -> str:  # Colab badges, then every other link to the old repository
+        text = text.replace(f"{_COLAB_PREFIX}{old_repo}/blob/{old_branch}/", f"{_COLAB_PREFIX}{repo}/blob/{branch}/")
+        return re.sub(rf"github\.com/{re.escape(old_repo)}(?![\w.-])", f"github.com/{repo}", text)
+
+    def update(path: Path, text: str) -> None:
+        if path.read_text(encoding="utf-8") != text:
+            with open(path, "w", encoding="utf-8", newline="\n") as handle:
+                handle.write(text)
+            changed.append(str(path))
+
+    pyproject = root / "pyproject.toml"
+    text = relinked(pyproject.read_text(encoding="utf-8"))
+    if re.search(r"(?m)^\[tool\.course\]$", text):
+        text = re.sub(r"(?ms)^(\[tool\.course\]\n(?:(?!\[).*\n)*?)branch = \"[^\"]*\"",
+                      rf'\g<1>branch = "{branch}"', text)
+    else:
+        text = text.rstrip("\n") + f'\n\n[tool.course]\nbranch = "{branch}"  # Colab badges and the install cell use it\n'
+    update(pyproject, text)
+    if repository(root) != (repo, branch):
+        raise ReleaseError(f"Could not write the repository into {pyproject}: check its [project.urls] Repository.")
+    for name in LINKED_FILES:
+        if (root / name).is_file():
+            update(root / name, relinked((root / name).read_text(encoding="utf-8")))
+    for path in sorted((root / "notebooks").glob(LESSON_GLOB)):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code" and cell.source.startswith(INSTALL_GUARD_MARK):
+                cell.source = install_guard_source(root)
+            elif cell.cell_type == "markdown":
+                cell.source = relinked(cell.source)
+        update(path, notebook_text(nb))
+    return changed
+
+
 def notebook_text(nb: NotebookNode) -> str:
     """The exact text we write: nbformat's JSON (sorted keys, indent 1) plus a final newline."""
     nbformat.validate(nb)
@@ -177,9 +291,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="solution notebooks (default: notebooks)")
     parser.add_argument("--dest", type=Path, default=None, help="student copies (default: SOURCE/student)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a copy is missing or stale")
+    parser.add_argument("--repo", metavar="OWNER/NAME",
+                        help="a fork: point pyproject.toml, the README, every badge and Colab install cell "
+                             "at github.com/OWNER/NAME (run from the repository root), then make the copies")
+    parser.add_argument("--branch", default=None, help="with --repo: the branch Colab opens (default main)")
     args = parser.parse_args(argv)
     dest = args.dest if args.dest is not None else args.source / "student"
+    if args.branch is not None and args.repo is None:
+        parser.error("--branch needs --repo OWNER/NAME")
+    if args.repo is not None and args.check:
+        parser.error("--check writes nothing; it cannot be combined with --repo")
     try:
+        if args.repo is not None:
+            for path in set_repository(args.repo, args.branch or "main", args.source.parent):
+                print(f"rewrote {path}")
         changes = release_folder(args.source, dest, check=args.check)
     except ReleaseError as error:
         print(f"error: {error}", file=sys.stderr)

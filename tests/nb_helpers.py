@@ -15,9 +15,10 @@ import nbformat
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-BADGE = ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-         "(https://colab.research.google.com/github/course-org/pytorch-vision-course/blob/main/"
-         "notebooks/{name})")
+from course_utils import release
+
+# The course's own badge (repository and branch from pyproject.toml), with {name} to fill in.
+BADGE = release.colab_badge("notebooks/{name}", Path(__file__).resolve().parents[1])
 
 # Full marks of the toy lesson: Q1 1 pt, Q2 2 pts, Q3 1 pt, Q4 1 pt.
 TOTAL_POINTS = 5

@@ -14,7 +14,6 @@ import nbformat
 import pytest
 
 from course_utils import grade, release
-from tools import nbkit
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -35,15 +34,14 @@ def test_lesson_starts_with_badge_and_install_guard(path):
     nb = nbformat.read(path, as_version=4)
     first, second = nb.cells[0], nb.cells[1]
     assert first.cell_type == "markdown" and first.source.startswith("# ")
-    assert nbkit.colab_badge(f"notebooks/{path.name}") in first.source, "badge must point at this notebook"
+    assert release.colab_badge(f"notebooks/{path.name}", ROOT) in first.source, "badge must point at this notebook"
     assert "profile" in first.source.lower(), "the first cell states the expected result per profile"
-    assert second.cell_type == "code" and second.source == nbkit.install_guard_source().strip("\n")
+    assert second.cell_type == "code" and second.source == release.install_guard_source(ROOT)
 
 
 def test_repository_url_is_written_once():
     """Badges and the install guard derive from pyproject.toml; no other URL of the repo is typed."""
-    url = nbkit.repo_url()
-    github = url.removeprefix("https://github.com/")
+    github, _ = release.repository(ROOT)
     for path in LESSONS:
         text = path.read_text()
         for found in re.findall(r"github(?:\.com)?/([\w.-]+/[\w.-]+)", text):
@@ -83,6 +81,6 @@ def test_readme_colab_badges_follow_the_repository_url():
     links = re.findall(r"https://colab\.research\.google\.com/github/[^)\s]+", readme)
     assert links, "the README has no Colab badges"
     for link in links:
-        path = link.split("/blob/main/", 1)[-1]
-        assert link == nbkit.colab_url(path), f"{link} does not follow pyproject.toml's repository URL"
+        path = link.split("/blob/", 1)[-1].split("/", 1)[-1]
+        assert link == release.colab_url(path, ROOT), f"{link} does not follow pyproject.toml's repository URL"
         assert (ROOT / path).is_file(), f"the README links to {path}, which does not exist"

@@ -1,7 +1,9 @@
 """course_utils.release: solution notebooks -> student copies (toy notebooks, no kernel)."""
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -9,6 +11,7 @@ import pytest
 import nb_helpers as nbh
 from course_utils import release
 
+ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def source(tmp_path):
@@ -70,7 +73,8 @@ def test_release_keeps_cell_ids_and_minimal_metadata():
 
 def test_release_points_badges_at_student_copies_and_fixes_relative_links():
     title = release.release_notebook(nbh.toy_solution()).cells[0].source
-    assert "blob/main/notebooks/student/01_toy.ipynb)" in title
+    _, branch = release.repository(ROOT)
+    assert f"blob/{branch}/notebooks/student/01_toy.ipynb)" in title
     assert "![diagram](../../assets/toy.png)" in title
     markdown = "[next](02_unet.ipynb) [top](#goal) [repo](https://github.com/x/y/blob/main/notebooks/02_unet.ipynb)"
     assert release.relink(markdown) == markdown.replace("/notebooks/02", "/notebooks/student/02")
@@ -134,3 +138,81 @@ def test_raw_cells_lose_their_solutions_too():
     nbh.cell(solution, "raw").source = "42  ### BEGIN SOLUTION"  # would leak: refused, naming the cell
     with pytest.raises(release.ReleaseError, match="cell 17 .*a solution marker must be a line of its own"):
         release.release_notebook(solution, name="01_toy.ipynb")
+
+
+# A fork: release --repo rewrites every link -------------------------------------------------------
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    """A copy of the repository's committed files (what an instructor's fork holds)."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True)
+    if files.returncode != 0:
+        pytest.skip("not a git checkout")
+    copy = tmp_path / "fork"
+    for name in filter(None, files.stdout.split("\0")):
+        if (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    return copy
+
+
+def test_release_repo_rewrites_every_link_of_a_fork(checkout):
+    repo, _ = release.repository(checkout)  # the repository the course names today
+    run = subprocess.run([sys.executable, "-m", "course_utils.release", "--repo", "someone/fork",
+                          "--branch", "dev"], cwd=checkout, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert release.repository(checkout) == ("someone/fork", "dev")
+    left = [str(path.relative_to(checkout)) for path in sorted(checkout.rglob("*"))
+            if path.is_file() and repo in path.read_text(encoding="utf-8", errors="replace")]
+    assert left == [], f"{repo} is still named in {left}"
+    # Every badge and install cell is the fork's; the student copies were remade from them.
+    readme = (checkout / "README.md").read_text()
+    assert readme.count("https://colab.research.google.com/github/someone/fork/blob/dev/notebooks/student/") >= 8
+    for path in sorted((checkout / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for copy, name in ((path, f"notebooks/{path.name}"), (path.parent / "student" / path.name,
+                                                                f"notebooks/student/{path.name}")):
+            nb = nbformat.read(copy, as_version=4)
+            assert release.colab_badge(name, checkout) in nb.cells[0].source, copy
+            assert nb.cells[1].source == release.install_guard_source(checkout), copy
+            assert "git+https://github.com/someone/fork@dev" in nb.cells[1].source
+    assert release.main(["--source", str(checkout / "notebooks"), "--check"]) == 0
+    # Running it again changes nothing.
+    assert release.set_repository("someone/fork", "dev", checkout) == []
+
+
+@pytest.mark.parametrize("repo, branch, message", [
+    ("just-a-name", "main", "OWNER/NAME"), ("https://github.com/a/b", "main", "OWNER/NAME"),
+    ("a/b", "no spaces", "not a branch name")])
+def test_release_repo_refuses_what_is_not_a_repository(tmp_path, repo, branch, message):
+    with pytest.raises(release.ReleaseError, match=message):
+        release.set_repository(repo, branch, tmp_path)
+
+
+def _run_install_guard(tmp_path, colab: bool, importable: bool, source: str | None = None):
+    """Run the install cell in a fresh Python, as Colab would (``google.colab`` imported)."""
+    code = release.install_guard_source(ROOT)
+    if source is not None:  # a source pip fails on at once, as an offline git URL does after a while
+        code = code.replace(code.split('source = "', 1)[1].split('"', 1)[0], source)
+    prelude = ["import sys, types, importlib.util"]
+    if colab:
+        prelude.append("sys.modules['google.colab'] = types.ModuleType('google.colab')")
+    if not importable:
+        prelude.append("real = importlib.util.find_spec\n"
+                       "importlib.util.find_spec = lambda n, *a: None if n == 'course_utils' else real(n, *a)")
+    return subprocess.run([sys.executable, "-c", "\n".join(prelude) + "\n" + code], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_install_cell_does_nothing_outside_colab_or_when_the_package_is_there(tmp_path):
+    for colab, importable in ((False, False), (True, True)):
+        run = _run_install_guard(tmp_path, colab, importable, source=str(tmp_path / "missing"))
+        assert (run.returncode, run.stdout, run.stderr) == (0, "", ""), (colab, importable)
+
+
+def test_install_cell_that_fails_says_so_in_one_line(tmp_path):
+    run = _run_install_guard(tmp_path, colab=True, importable=False, source=str(tmp_path / "missing"))
+    assert run.returncode == 0 and run.stderr == ""
+    lines = run.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Could not install the course helpers from"), run.stdout
+    assert "restart" not in run.stdout.lower()
