@@ -8,8 +8,8 @@ A checkpoint is one dict of state dicts and plain values, torchvision-references
 ``plan`` (``training_plan``) records what the run was trained with, so ``engine.fit_or_load``
 can tell a checkpoint of this very recipe from one of an earlier, different recipe.
 
-``save`` writes a temporary file with a unique name (``name.pt.<random>.tmp``) next to the target
-and then ``os.replace``-s it into place. A kernel interrupted mid-save (Ctrl-C, a Colab
+``save`` writes with ``files.write_atomically``: a temporary file with a unique name
+(``name.pt.<random>.tmp``) next to the target, then ``os.replace``-d into place. A kernel interrupted mid-save (Ctrl-C, a Colab
 disconnect, a full disk) therefore leaves the previous checkpoint untouched instead of a
 half-written file that would fail to load on the next run; and two processes saving the same name
 never write into each other's file.
@@ -26,7 +26,6 @@ import errno
 import json
 import os
 import pickletools
-import secrets
 import socket
 import sys
 import time
@@ -38,22 +37,8 @@ from typing import Any, Iterator
 
 import torch
 
+from course_utils import files
 from course_utils.runtime import CHECKPOINT_ENV
-
-
-def _temporary_file(path: Path) -> tuple[int, Path]:
-    """A new, uniquely named file next to ``path``: ``name.pt.<random>.tmp`` (opened for writing).
-
-    Same folder, because ``os.replace`` is atomic only within one filesystem; a unique name, because
-    two processes saving the same checkpoint must never write into (or rename) each other's file.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)  # O_BINARY: Windows only
-    while True:
-        tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            return os.open(tmp, flags, 0o666), tmp  # 0o666 minus the umask, like open(..., "wb")
-        except FileExistsError:  # 1 chance in 4 billion: draw another name
-            continue
 
 
 def _os_error_in(error: BaseException) -> OSError | None:
@@ -102,18 +87,9 @@ def save(path: str | os.PathLike, **state: Any) -> Path:
     path = Path(path)
     _make_folder(path)
     try:
-        fd, tmp = _temporary_file(path)
-    except OSError as error:  # a folder you cannot write to
-        raise _save_failed(path, error) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them "the" checkpoint
-        os.replace(tmp, path)
-    except BaseException as error:  # including KeyboardInterrupt: never leave a half file behind
-        tmp.unlink(missing_ok=True)
-        cause = _os_error_in(error) if isinstance(error, Exception) else None
+        files.write_atomically(path, lambda f: torch.save(state, f))
+    except Exception as error:  # KeyboardInterrupt passes unchanged (write_atomically removed its file)
+        cause = _os_error_in(error)  # e.g. a folder you cannot write to, a full disk
         if cause is None:
             raise
         raise _save_failed(path, cause) from None  # torch's zip-writer internals would only hide the cause
@@ -125,10 +101,7 @@ def remove_temporary_files(path: str | os.PathLike) -> list[Path]:
 
     Call it only while holding ``locked(path)``: then no other trainer of this checkpoint is writing.
     """
-    path = Path(path)
-    if not path.parent.is_dir():
-        return []
-    left = [p for p in path.parent.iterdir() if p.name.startswith(path.name + ".") and p.name.endswith(".tmp")]
+    left = files.temporary_files(path)
     for p in left:
         p.unlink(missing_ok=True)
     return left

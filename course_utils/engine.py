@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -23,7 +22,8 @@ import torch
 from torch import nn
 
 from course_utils import checkpoint, reruns, runtime, validate
-from course_utils.metrics import IGNORE_INDEX, ConfusionMatrix
+from course_utils.metrics import IGNORE_INDEX, ConfusionMatrix, scored
+from course_utils.progress import bar as progress_bar
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time")
 
@@ -58,11 +58,8 @@ def _progress(loader: Iterable, progress: bool, desc: str) -> Iterable:
     """
     if not progress:
         return loader  # ci: no bars at all, not even a disabled one
-    with warnings.catch_warnings():  # without ipywidgets tqdm.auto warns, then falls back to text bars
-        warnings.simplefilter("ignore")
-        from tqdm.auto import tqdm
     total = len(loader) if hasattr(loader, "__len__") else None
-    return tqdm(iter(loader), total=total, desc=desc, leave=False)  # stderr; cleared when done
+    return progress_bar(iter(loader), total=total, desc=desc, leave=False)  # stderr; cleared when done
 
 
 def _place(model: nn.Module, device: torch.device) -> None:
@@ -87,7 +84,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, criterion: nn.Module,
     """One pass over ``loader``; returns ``{"loss", "accuracy"}`` of the epoch.
 
     ``scheduler`` (optional) is stepped after every batch (see the module docstring). The loss is
-    the mean per image; accuracy counts labels/pixels whose target is a real class (not 255).
+    the mean per image; accuracy counts the labels/pixels that ``metrics.scored`` counts, with the
+    loss's ``ignore_index`` (255 without one), like ``evaluate``.
     """
     model.train()
     device = torch.device(device)
@@ -98,6 +96,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, criterion: nn.Module,
     dtype = amp_dtype(device, amp)
     if dtype == torch.float16 and scaler is None:
         scaler = make_scaler(device, amp)
+    ignore_index = validate.ignored_label(criterion)
     loss_sum = torch.zeros((), device=device)  # summed on the device, read once at the end
     correct = torch.zeros((), dtype=torch.long, device=device)
     counted = torch.zeros((), dtype=torch.long, device=device)
@@ -123,7 +122,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, criterion: nn.Module,
             scheduler.step()  # per iteration
         with torch.no_grad():
             loss_sum += loss.detach().float() * images.shape[0]
-            valid = (targets >= 0) & (targets < logits.shape[1])  # 255 = ignore is not counted
+            valid = scored(targets, logits.shape[1], ignore_index)  # the one rule (255 = ignore)
             correct += ((logits.argmax(1) == targets) & valid).sum()
             counted += valid.sum()
         num_images += images.shape[0]
@@ -142,12 +141,14 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str, num
 
     Returns ``accuracy`` (pixel accuracy for masks), ``per_class_accuracy``, ``confusion`` (on
     the CPU), ``loss`` when a criterion is given, and for segmentation ``miou`` and ``iou``.
+    Targets count by ``metrics.scored`` with the criterion's ``ignore_index`` (255 without one),
+    so ``metrics.pixel_accuracy(preds, targets, ignore_index=...)`` gives the same accuracy.
     """
     model.eval()
     device = torch.device(device)
     validate.model_on_device(model, device)
     dtype = amp_dtype(device, amp)
-    matrix = ConfusionMatrix(num_classes)
+    matrix = ConfusionMatrix(num_classes, ignore_index=validate.ignored_label(criterion))
     loss_sum = torch.zeros((), device=device)
     num_images, segmentation = 0, False
     for i, (images, targets) in enumerate(_progress(loader, progress, "evaluate")):

@@ -1,10 +1,10 @@
-"""Accuracy and IoU, counted with one confusion matrix.
+"""Accuracy and IoU, counted with one confusion matrix; the one rule for which targets count.
 
 Design of torchvision's ``references/segmentation/utils.py::ConfusionMatrix``: keep only pixels
-whose target is a real class (``0 <= target < n``, which drops the 255 "ignore" border for free),
-count every (truth, prediction) pair with ONE ``torch.bincount`` of ``n * target + pred``, and
-derive accuracy and IoU from the diagonal at the end. Count first, divide once: averaging
-per-batch accuracies is wrong as soon as one batch is shorter than the others.
+whose target is scored (``scored``), count every (truth, prediction) pair with ONE
+``torch.bincount`` of ``n * target + pred``, and derive accuracy and IoU from the diagonal at the
+end. Count first, divide once: averaging per-batch accuracies is wrong as soon as one batch is
+shorter than the others.
 
 Counts stay on the device of the predictions, so evaluating on a GPU copies nothing to the CPU
 until ``compute()``. Classification uses the same code: labels of shape ``(N,)`` are just
@@ -15,7 +15,43 @@ from __future__ import annotations
 
 import torch
 
-IGNORE_INDEX = 255  # VOC marks object borders and "difficult" pixels with 255: never scored
+from course_utils.constants import IGNORE_INDEX  # 255: VOC's void border, never scored
+
+__all__ = ["IGNORE_INDEX", "scored", "unknown_targets", "confusion_matrix", "per_class_accuracy",
+           "iou_per_class", "mean_iou", "global_accuracy", "ConfusionMatrix", "pixel_accuracy", "accuracy"]
+
+
+def scored(targets: torch.Tensor, num_classes: int | None, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """THE rule of the course for which targets count (bool, same shape), used by every metric and the engine.
+
+    A target counts when it is a class, ``0..num_classes-1``, and is not ``ignore_index`` (255
+    for VOC's void border; a loss's own ``ignore_index``, e.g. ``nn.CrossEntropyLoss``'s -100,
+    when the engine scores with that loss). ``num_classes=None`` (unknown) takes every value >= 0
+    as a class.
+
+    Any other value (neither a class nor ``ignore_index``) is a data error, not a pixel to skip:
+    VOC masks hold 0..20 and 255 only and are validated when read, the engine checks every batch's
+    labels, and ``confusion_matrix`` / ``pixel_accuracy`` raise on them (see ``unknown_targets``).
+    Computing the mask never waits for the GPU.
+    """
+    keep = (targets >= 0) & (targets != ignore_index)
+    if num_classes is not None:
+        keep &= targets < num_classes
+    return keep
+
+
+def unknown_targets(targets: torch.Tensor, num_classes: int | None, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Targets that are neither scored nor ``ignore_index`` (bool mask): data errors, by ``scored``'s rule."""
+    return ~scored(targets, num_classes, ignore_index) & (targets != ignore_index)
+
+
+def _unknown_targets_error(targets: torch.Tensor, num_classes: int | None, ignore_index: int,
+                           where: str) -> ValueError:
+    values = targets[unknown_targets(targets, num_classes, ignore_index)].unique()[:5].tolist()
+    classes = f"0..{num_classes - 1}" if num_classes is not None else "0 or more"
+    return ValueError(f"{where}: targets hold {values}, which are neither classes ({classes}) nor "
+                      f"ignore_index={ignore_index}: the labels are wrong (VOC masks hold 0..20 and 255), "
+                      f"or pass the ignore_index your loss uses.")
 
 
 def _check_pair(preds: torch.Tensor, targets: torch.Tensor, where: str) -> None:
@@ -31,13 +67,16 @@ def _check_pair(preds: torch.Tensor, targets: torch.Tensor, where: str) -> None:
                          f"must have the same shape{hint}.")
 
 
-def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int,
+                     ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Count (truth, prediction) pairs: ``cm[t, p]`` = pixels of class t predicted as p.
 
     Args:
         preds: class indices, any shape, e.g. ``(N,)`` labels or ``(N, H, W)`` masks.
-        targets: same shape; values outside ``0..num_classes-1`` (e.g. 255) are ignored.
+        targets: same shape; ``ignore_index`` (default 255) pixels are not counted. Any other value
+            outside ``0..num_classes-1`` is a data error: ``ValueError`` (see ``scored``).
         num_classes: n.
+        ignore_index: the target value never counted.
 
     Returns:
         LongTensor ``(n, n)`` on the device of ``preds``: rows are the truth, columns the prediction.
@@ -46,14 +85,19 @@ def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: in
     n = num_classes
     preds = preds.reshape(-1).long()  # long: n * target overflows uint8 masks
     targets = targets.reshape(-1).long().to(preds.device)
-    if preds.numel() > 0:
-        low, high = torch.aminmax(preds)  # every prediction must be a class, ignored pixels too
-        if bool((low < 0) | (high >= n)):  # one sync; bincount syncs anyway
-            raise ValueError(f"confusion_matrix(): preds hold values in {int(low)}..{int(high)}, "
+    keep = scored(targets, n, ignore_index)
+    if preds.numel() > 0:  # every prediction must be a class, ignored pixels too
+        low, high = torch.aminmax(preds)
+        unknown = (~keep & (targets != ignore_index)).any()
+        low, high, unknown = torch.stack([low, high, unknown.long()]).tolist()  # one sync; bincount syncs anyway
+        if low < 0 or high >= n:
+            raise ValueError(f"confusion_matrix(): preds hold values in {low}..{high}, "
                              f"outside 0..{n - 1}; does the model output num_classes={n} channels?")
+        if unknown:
+            raise _unknown_targets_error(targets, n, ignore_index, "confusion_matrix()")
     index = n * targets + preds  # (t, p) -> one bin per pair
-    # Ignored pixels (255) go to one extra bin that is dropped: cheaper than compacting with a mask.
-    index.masked_fill_((targets < 0) | (targets >= n), n * n)
+    # Pixels not scored go to one extra bin that is dropped: cheaper than compacting with a mask.
+    index.masked_fill_(~keep, n * n)
     counts = torch.bincount(index, minlength=n * n + 1)[: n * n]  # the one pass over all pixels
     return counts.reshape(n, n)
 
@@ -96,15 +140,16 @@ class ConfusionMatrix:
     >>> cm.compute()["miou"]
     """
 
-    def __init__(self, num_classes: int):
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX):
         if num_classes < 1:
             raise ValueError(f"ConfusionMatrix(num_classes={num_classes}): need at least one class.")
         self.num_classes = num_classes
+        self.ignore_index = ignore_index  # targets never counted (see ``scored``)
         self.matrix: torch.Tensor | None = None  # LongTensor (n, n), on the device of the preds
 
     def update(self, preds: torch.Tensor, targets: torch.Tensor) -> None:
-        """Add one batch of class indices (any shape; targets outside 0..n-1 are ignored)."""
-        counts = confusion_matrix(preds, targets, self.num_classes)
+        """Add one batch of class indices (any shape; ``ignore_index`` targets are not counted)."""
+        counts = confusion_matrix(preds, targets, self.num_classes, self.ignore_index)
         self.matrix = counts if self.matrix is None else self.matrix + counts.to(self.matrix.device)
 
     def reset(self) -> None:
@@ -123,20 +168,30 @@ class ConfusionMatrix:
         }
 
 
-def pixel_accuracy(preds: torch.Tensor, targets: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> float:
-    """Correct / counted pixels, skipping pixels whose target is ``ignore_index``."""
+def pixel_accuracy(preds: torch.Tensor, targets: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+                   num_classes: int | None = None) -> float:
+    """Correct / counted pixels; the counted ones are ``scored(targets, num_classes, ignore_index)``.
+
+    A target that is neither a class nor ``ignore_index`` raises ``ValueError`` (a data error);
+    without ``num_classes`` every value >= 0 counts as a class. NaN when no pixel counts.
+    """
     _check_pair(preds, targets, "pixel_accuracy()")
-    valid = targets != ignore_index
+    valid = scored(targets, num_classes, ignore_index)
+    unknown = (~valid & (targets != ignore_index)).any()
     correct = ((preds == targets) & valid).sum()
-    return float(correct.double() / valid.sum())  # NaN when every pixel is ignored
+    counted, correct, unknown = torch.stack([valid.sum(), correct, unknown.long()]).tolist()  # one sync
+    if unknown:
+        raise _unknown_targets_error(targets, num_classes, ignore_index, "pixel_accuracy()")
+    return correct / counted if counted else float("nan")
 
 
-def accuracy(logits_or_preds: torch.Tensor, targets: torch.Tensor) -> float:
+def accuracy(logits_or_preds: torch.Tensor, targets: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> float:
     """Top-1 accuracy from logits ``(N, C, ...)`` or class indices ``(N, ...)``.
 
-    Targets equal to 255 are never counted (same rule for labels and masks).
+    Targets equal to ``ignore_index`` (255) are never counted, the same rule for labels and masks
+    (``scored``); with logits, C is the number of classes.
     """
-    preds = logits_or_preds
+    preds, num_classes = logits_or_preds, None
     if preds.is_floating_point() and preds.dim() == targets.dim() + 1:
-        preds = preds.argmax(1)  # (N, C, ...) -> (N, ...); no softmax needed, argmax is the same
-    return pixel_accuracy(preds, targets, ignore_index=IGNORE_INDEX)
+        preds, num_classes = preds.argmax(1), preds.shape[1]  # no softmax needed, argmax is the same
+    return pixel_accuracy(preds, targets, ignore_index=ignore_index, num_classes=num_classes)

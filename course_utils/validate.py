@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from course_utils.metrics import IGNORE_INDEX
+from course_utils.metrics import IGNORE_INDEX, unknown_targets
 
 
 def model_on_device(model: nn.Module, device: torch.device) -> None:
@@ -53,10 +53,11 @@ def outputs_fit_targets(logits: torch.Tensor, targets: torch.Tensor, num_classes
 def known_labels(targets: torch.Tensor, num_classes: int, ignore_index: int, where: str = "") -> None:
     """Fail early on labels outside ``[0, num_classes)`` that the loss does not ignore.
 
-    On CUDA such a label is a device-side assert that kills the kernel. ``where`` (e.g. "training
-    batch 8") goes into the message, so the bad sample can be found.
+    The rule is ``metrics.scored``'s (such labels are data errors). On CUDA such a label is a
+    device-side assert that kills the kernel. ``where`` (e.g. "training batch 8") goes into the
+    message, so the bad sample can be found.
     """
-    bad = ((targets < 0) | (targets >= num_classes)) & (targets != ignore_index)
+    bad = unknown_targets(targets, num_classes, ignore_index)
     if not bad.any():
         return
     values = targets[bad].unique()[:5].tolist()

@@ -22,6 +22,9 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
+from course_utils.constants import VOC_CLASSES, VOC_PALETTE
+from course_utils.files import write_atomically
+
 ArrayLike = torch.Tensor | np.ndarray
 LOG_SCALE_SPAN = 10  # plot_history draws losses that span more than this factor on a log axis
 _HISTORY_PANELS = (("loss", ("train_loss", "val_loss")),
@@ -30,12 +33,6 @@ _HISTORY_PANELS = (("loss", ("train_loss", "val_loss")),
 
 def _tensor(x: ArrayLike | Sequence) -> torch.Tensor:
     return x.detach().cpu() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-
-
-def _voc():
-    from course_utils.data import voc  # imported when first needed: the one copy of VOC's colours
-
-    return voc
 
 
 def denormalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -152,12 +149,11 @@ def colorize_mask(mask: ArrayLike, palette: ArrayLike | None = None) -> ArrayLik
 
 def _palette_table(palette: ArrayLike | None) -> torch.Tensor:
     """A full (256, 3) uint8 table, 255 = the void colour unless the palette sets it."""
-    voc_palette = torch.as_tensor(_voc().VOC_PALETTE, dtype=torch.uint8)
     if palette is None:
-        return voc_palette
+        return VOC_PALETTE
     colours = _tensor(palette).to(torch.uint8).reshape(-1, 3)[:256]
     table = torch.zeros(256, 3, dtype=torch.uint8)
-    table[255] = voc_palette[255]  # VOC's void colour for the ignore border
+    table[255] = VOC_PALETTE[255]  # VOC's void colour for the ignore border
     table[: len(colours)] = colours
     return table
 
@@ -171,11 +167,7 @@ def save_mask_png(mask: ArrayLike, path: str | os.PathLike, palette: ArrayLike |
                          f"got {indices.dtype} of shape {tuple(indices.shape)}.")
     image = Image.fromarray(indices.to(torch.uint8).numpy())  # mode "L", same indices
     image.putpalette(_palette_table(palette).flatten().tolist())  # makes it a palette ("P") image
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)  # a reader never sees a half-written file
-    return path
+    return write_atomically(path, lambda f: image.save(f, format="PNG"))  # never a half-written file
 
 
 def overlay(image: torch.Tensor, mask: ArrayLike, alpha: float = 0.5, mean: Sequence[float] | None = None,
@@ -229,7 +221,7 @@ def show_segmentation(images: torch.Tensor, masks: ArrayLike, preds: ArrayLike |
 
     present = torch.unique(masks if preds is None else torch.cat([masks.flatten(), preds.flatten()]))
     table = _palette_table(None)
-    names = list(classes if classes is not None else _voc().VOC_CLASSES)
+    names = list(classes if classes is not None else VOC_CLASSES)
     handles = [Patch(color=(table[i].float() / 255).tolist(),
                      label="ignore" if i == 255 else (names[i] if i < len(names) else str(i)))
                for i in present.tolist()]  # one legend entry per class present (at most 22)

@@ -246,7 +246,7 @@ def test_a_checkpoint_folder_you_cannot_write_to_says_what_to_do(tmp_path, monke
     def refused(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(checkpoint, "_temporary_file", refused)
+    monkeypatch.setattr(checkpoint.files, "create_temporary", refused)
     with pytest.raises(OSError, match=f"Could not save the checkpoint run.pt in {tmp_path}.*COURSE_CHECKPOINTS"):
         checkpoint.save(path, epoch=1)
     monkeypatch.setattr(checkpoint.os, "open", refused)

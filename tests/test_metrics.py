@@ -144,3 +144,71 @@ def test_clear_errors_on_wrong_inputs():
         metrics.confusion_matrix(logits.argmax(1)[:, None].expand(2, 3, 4, 4), masks, 3)
     with pytest.raises(ValueError, match="outside 0..2"):
         metrics.confusion_matrix(torch.full((2, 4, 4), 3), masks, 3)
+
+
+# ---- One rule for which targets count (metrics.scored): metrics and the engine agree -------------
+def _model_and_batch(ignored_value):
+    """A 1x1-conv "segmenter" (4 classes) and one batch whose first row of targets is ``ignored_value``."""
+    from torch import nn
+    torch.manual_seed(0)
+    model = nn.Conv2d(3, 4, 1)
+    images = torch.randn(2, 3, 5, 5)
+    targets = torch.randint(0, 4, (2, 5, 5))
+    targets[:, 0] = ignored_value
+    return model, images, targets
+
+
+def test_with_ignore_index_minus_100_evaluate_training_and_every_metric_agree():
+    """nn.CrossEntropyLoss's own ignore_index (-100), which the engine accepts, is the one skipped everywhere."""
+    from torch import nn
+
+    from course_utils import engine
+    model, images, targets = _model_and_batch(-100)
+    criterion = nn.CrossEntropyLoss()  # ignore_index=-100
+    logits = model(images).detach()
+    preds = logits.argmax(1)
+    expected = float(((preds == targets)[:, 1:]).double().mean())  # rows 1.. only: row 0 is ignored
+    evaluated = engine.evaluate(model, [(images, targets)], "cpu", 4, criterion=criterion, progress=False)
+    matrix = metrics.ConfusionMatrix(4, ignore_index=-100)
+    matrix.update(preds, targets)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: training scores the same weights
+    trained = engine.train_one_epoch(model, [(images, targets)], criterion, optimizer, "cpu", progress=False)
+    for value in (evaluated["accuracy"], metrics.pixel_accuracy(preds, targets, ignore_index=-100),
+                  metrics.accuracy(logits, targets, ignore_index=-100), matrix.compute()["accuracy"],
+                  trained["accuracy"]):
+        assert value == pytest.approx(expected)
+    assert int(evaluated["confusion"].sum()) == 2 * 4 * 5  # the 10 ignored pixels are not counted
+
+
+def test_a_target_that_is_neither_a_class_nor_ignored_is_a_data_error_everywhere():
+    """255 while the loss ignores -100 (or -1 with the default 255): refused, never silently skipped or scored."""
+    from torch import nn
+
+    from course_utils import engine
+    model, images, targets = _model_and_batch(255)
+    logits = model(images).detach()
+    preds = logits.argmax(1)
+    for score in (lambda: metrics.confusion_matrix(preds, targets, 4, ignore_index=-100),
+                  lambda: metrics.pixel_accuracy(preds, targets, ignore_index=-100, num_classes=4),
+                  lambda: metrics.accuracy(logits, targets, ignore_index=-100),
+                  lambda: engine.evaluate(model, [(images, targets)], "cpu", 4,
+                                          criterion=nn.CrossEntropyLoss(), progress=False)):
+        with pytest.raises(ValueError, match=r"\[255\]"):
+            score()
+    targets[:, 0] = -1
+    for score in (lambda: metrics.confusion_matrix(preds, targets, 4), lambda: metrics.pixel_accuracy(preds, targets)):
+        with pytest.raises(ValueError, match=r"\[-1\].*ignore_index=255"):
+            score()
+    targets[:, 0] = 7  # >= num_classes: known only where the number of classes is
+    with pytest.raises(ValueError, match=r"\[7\].*0\.\.3"):
+        metrics.confusion_matrix(preds, targets, 4)
+
+
+def test_scored_is_the_rule_and_an_ignore_index_inside_the_classes_is_skipped():
+    targets = torch.tensor([0, 1, 2, 255, -100, 9])
+    assert metrics.scored(targets, 3).tolist() == [True, True, True, False, False, False]
+    assert metrics.scored(targets, None).tolist() == [True, True, True, False, False, True]
+    assert metrics.scored(targets, 3, ignore_index=0).tolist() == [False, True, True, False, False, False]
+    assert metrics.unknown_targets(targets, 3).tolist() == [False, False, False, False, True, True]
+    cm = metrics.confusion_matrix(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), 2, ignore_index=0)
+    assert cm.tolist() == [[0, 0], [0, 1]]  # background (0) ignored, as CrossEntropyLoss(ignore_index=0) does

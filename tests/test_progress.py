@@ -74,3 +74,34 @@ def test_training_cell_with_workers_and_progress_bars_prints_no_worker_messages(
                      if output.get("name") == "stderr")
     assert "epoch 6/6" in "".join(output.get("text", "") for output in nb.cells[2].outputs)
     assert WORKER_MESSAGE not in stderr and "Exception ignored" not in stderr, stderr[-2000:]
+
+
+QUIET_BAR = r"""
+import sys, types, warnings
+import course_utils.data.voc, course_utils.data.cifar, course_utils.data.loading, course_utils.engine
+assert "tqdm.auto" not in sys.modules, "importing a course module imported tqdm.auto"
+# A Jupyter kernel without ipywidgets: there ``import tqdm.auto`` warns "IProgress not found".
+sys.modules["ipykernel.zmqshell"] = types.ModuleType("ipykernel.zmqshell")
+sys.modules["ipywidgets"] = None
+import IPython
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    if sys.argv[1] == "plain":
+        from tqdm.auto import tqdm
+    from course_utils import progress
+    progress.bar(range(3), disable=True)
+print("WARNINGS", [str(w.message)[:40] for w in caught])
+"""
+
+
+@pytest.mark.parametrize("how", ["course", "plain"])
+def test_course_modules_import_no_bar_and_a_bar_never_warns_without_ipywidgets(how):
+    """Issue 16: voc.py imported tqdm.auto on import, which warns "IProgress not found" in a kernel
+    without ipywidgets. Only ``progress.bar`` imports it, quietly, when a bar is drawn; "plain"
+    shows that the simulated kernel does make a bare ``tqdm.auto`` import warn."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", QUIET_BAR, how], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    warned = "IProgress not found" in out.stdout
+    assert warned == (how == "plain"), out.stdout

@@ -21,14 +21,13 @@ from torch.utils.data import Dataset, Subset
 from torchvision.transforms import v2
 
 from course_utils import runtime
+from course_utils.constants import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
 from course_utils.data import synthetic
 from course_utils.data.device_loader import DeviceLoader
 from course_utils.data.loading import fetch, make_loaders, network_timeout, size_text, subset
+from course_utils.files import md5sum
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
-MEAN = (0.4914, 0.4822, 0.4465)  # per-channel mean of the 50,000 training images
-STD = (0.2470, 0.2435, 0.2616)  # per-channel std of the same
+MEAN, STD = CIFAR10_MEAN, CIFAR10_STD  # per-channel statistics of the 50,000 training images
 URL = torchvision.datasets.CIFAR10.url  # https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz
 FOLDER = torchvision.datasets.CIFAR10.base_folder  # "cifar-10-batches-py"
 ARCHIVE = torchvision.datasets.CIFAR10.filename  # "cifar-10-python.tar.gz", downloaded into the root
@@ -90,7 +89,7 @@ def damaged_files(root: str | Path) -> list[str]:
     for name, md5 in expected.items():
         if not (folder / name).is_file():
             problems.append(f"{name} (missing)")
-        elif synthetic.md5sum(folder / name) != md5:
+        elif md5sum(folder / name) != md5:
             problems.append(f"{name} (md5 mismatch)")
     return problems
 
@@ -119,8 +118,9 @@ def _how_to_get(root: Path) -> str:
             f"or set COURSE_PROFILE=ci to use the small synthetic stand-in.")
 
 
-def _open_real(root: Path, train: bool, transform, download: bool) -> torchvision.datasets.CIFAR10:
-    """torchvision's CIFAR10 (or a ``LocalCIFAR10`` copy), with its errors turned into directions."""
+def open_real(root: Path, train: bool, transform, download: bool) -> torchvision.datasets.CIFAR10:
+    """The real CIFAR-10 split under ``root``: torchvision's CIFAR10 (or a ``LocalCIFAR10`` copy),
+    downloaded first if ``download``, with its errors turned into directions."""
     if is_local_copy(root):
         try:
             return LocalCIFAR10(root, train=train, transform=transform)
@@ -175,7 +175,7 @@ def _damaged_message(root: Path, how: str) -> str:
 def download(root: str | Path | None = None) -> Path:
     """Download and verify the real CIFAR-10 into ``root`` (default ``runtime.data_root()``)."""
     root = runtime.dataset_root(root)
-    _open_real(root, train=True, transform=None, download=True)
+    open_real(root, train=True, transform=None, download=True)
     return root / FOLDER
 
 
@@ -200,8 +200,8 @@ def datasets(profile: runtime.Profile, root: str | Path | None = None,
                 f"synthetic.write_cifar10({str(root)!r}) writes it again.") from None
     else:
         root = runtime.dataset_root(root)
-        train = _open_real(root, train=True, transform=train_transform(), download=download)
-        test = _open_real(root, train=False, transform=eval_transform(), download=False)
+        train = open_real(root, train=True, transform=train_transform(), download=download)
+        test = open_real(root, train=False, transform=eval_transform(), download=False)
     return subset(train, profile.train_subset), subset(test, profile.eval_subset)
 
 

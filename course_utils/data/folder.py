@@ -20,8 +20,6 @@ from __future__ import annotations
 import csv
 import difflib
 import json
-import os
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -34,12 +32,13 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from course_utils import runtime
+from course_utils.constants import CIFAR10_CLASSES, IMAGENET_MEAN, IMAGENET_STD
 from course_utils.data import cifar, loading, synthetic
+from course_utils.files import write_atomically, write_folder_atomically
 
 ANNOTATIONS = "annotations.json"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics: the usual default for photos of any kind
-STD = (0.229, 0.224, 0.225)
+MEAN, STD = IMAGENET_MEAN, IMAGENET_STD  # the usual default for photos of any kind
 
 
 def load_image(path: str | Path) -> Image.Image:
@@ -295,17 +294,13 @@ def write_predictions_csv(path: str | Path, file_names: Sequence[str], class_nam
     if len(set(file_names)) != len(file_names):
         raise ValueError("A file name appears twice; each test image needs exactly one prediction.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["filename", "class"])
-            writer.writerows(sorted(zip(file_names, class_names)))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+
+    def write(f) -> None:
+        writer = csv.writer(f)
+        writer.writerow(["filename", "class"])
+        writer.writerows(sorted(zip(file_names, class_names)))
+
+    return write_atomically(path, write, text=True)
 
 
 def export_torchvision_dataset(dataset: Dataset, root: str | Path, classes: Sequence[str] | None = None,
@@ -340,7 +335,7 @@ def export_torchvision_dataset(dataset: Dataset, root: str | Path, classes: Sequ
             content = {"categories": list(classes), "annotations": annotations}
             (tmp / ANNOTATIONS).write_text(json.dumps(content, indent=1) + "\n", encoding="utf-8")
 
-    return synthetic._write_atomically(Path(root), write)
+    return write_folder_atomically(Path(root), write)
 
 
 def export_cifar10(root: str | Path | None = None, num_train: int = 5000, num_test: int = 1000,
@@ -357,8 +352,8 @@ def export_cifar10(root: str | Path | None = None, num_train: int = 5000, num_te
         return root  # already exported
     if download:
         cifar.download(data)
-    train = cifar._open_real(data, train=True, transform=None, download=False)
-    test = cifar._open_real(data, train=False, transform=None, download=False)
-    export_torchvision_dataset(loading.subset(train, num_train, seed), root / "train", cifar.CIFAR10_CLASSES)
+    train = cifar.open_real(data, train=True, transform=None, download=False)
+    test = cifar.open_real(data, train=False, transform=None, download=False)
+    export_torchvision_dataset(loading.subset(train, num_train, seed), root / "train", CIFAR10_CLASSES)
     export_torchvision_dataset(loading.subset(test, num_test, seed), root / "test", labeled=False)
     return root

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import socket
-import tempfile
 import time
 import urllib.parse
 import urllib.request
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from course_utils import runtime
+from course_utils import files, progress, runtime
 
 
 def subset(dataset: Dataset, size: int | None, seed: int = 0) -> Dataset:
@@ -100,8 +97,8 @@ def fetch(url: str, dest: str | Path, md5: str | None = None, sha1: str | None =
           min_speed: float = MIN_SPEED, grace_s: float = GRACE_S, silence_s: float = 60.0) -> Path:
     """Download ``url`` to ``dest`` with a progress bar and check its md5 (or sha1); returns ``dest``.
 
-    The bytes go to a hidden ``.part`` file next to ``dest``, renamed only once complete and
-    verified: a failed, stopped or interrupted download leaves nothing for the next run to trip
+    The bytes go to a ``.part`` file next to ``dest`` (``files.write_atomically``), renamed only
+    once complete and verified: a failed, stopped or interrupted download leaves nothing for the next run to trip
     over. Deadline: a host that sends nothing for ``silence_s`` seconds is given up, and so is one
     that trickles (a socket timeout only notices silence): the download must average
     ``min_speed`` bytes/s once ``grace_s`` seconds have passed, i.e. it may run for at most
@@ -113,17 +110,14 @@ def fetch(url: str, dest: str | Path, md5: str | None = None, sha1: str | None =
     dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.md5(usedforsecurity=False) if md5 else hashlib.sha1(usedforsecurity=False)
     request = urllib.request.Request(url, headers={"User-Agent": "course-utils"})
-    for stale in dest.parent.glob(f".{dest.name}.*.part"):  # left by a kernel killed mid-download
+    for stale in files.temporary_files(dest, ".part"):  # left by a kernel killed mid-download
         if time.time() - stale.stat().st_mtime > STALE_PART_S:  # a live download writes every second
             stale.unlink(missing_ok=True)
-    handle, part = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    with warnings.catch_warnings():  # without ipywidgets tqdm.auto warns, then falls back to text bars
-        warnings.simplefilter("ignore")
-        from tqdm.auto import tqdm
-    start, received = time.monotonic(), 0
-    try:
-        with open(handle, "wb") as f, urllib.request.urlopen(request, timeout=silence_s) as response, \
-                tqdm(total=response.length, unit="B", unit_scale=True, desc=dest.name) as bar:
+
+    def download(f) -> None:  # into files.write_atomically's temporary file; raising removes it
+        start, received = time.monotonic(), 0
+        with urllib.request.urlopen(request, timeout=silence_s) as response, \
+                progress.bar(total=response.length, unit="B", unit_scale=True, desc=dest.name) as bar:
             while chunk := response.read1(1 << 20):  # read1: returns what has arrived, however little
                 f.write(chunk)
                 digest.update(chunk)
@@ -135,9 +129,8 @@ def fetch(url: str, dest: str | Path, md5: str | None = None, sha1: str | None =
         if digest.hexdigest() != (md5 or sha1):
             raise RuntimeError(f"{url} arrived with {digest.name} {digest.hexdigest()}, expected "
                                f"{md5 or sha1}: the download is incomplete or corrupt. Run it again.")
-        os.replace(part, dest)
-    finally:
-        Path(part).unlink(missing_ok=True)
+
+    files.write_atomically(dest, download, suffix=".part")
     return dest
 
 

@@ -10,25 +10,23 @@ an epoch or two. Everything is deterministic given ``seed``.
 
 Folders are written atomically (into a temporary folder, then renamed), so an interrupted run
 never leaves half a dataset behind, and a folder that already holds the same files is kept, so
-notebooks started at once never pull a folder from under each other (see ``_write_atomically``).
+notebooks started at once never pull a folder from under each other (see
+``files.write_folder_atomically``).
 """
 
 from __future__ import annotations
 
 import colorsys
-import filecmp
-import hashlib
-import os
+import json
 import pickle
-import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from course_utils import runtime
+from course_utils.constants import CIFAR10_CLASSES, VOC_PALETTE
+from course_utils.files import md5sum, write_folder_atomically
 
 CIFAR_FOLDER = "cifar-10-batches-py"
 CIFAR_CHECKSUMS = "checksums.md5"  # md5 of every generated file, written last (see cifar.py)
@@ -46,11 +44,6 @@ def synthetic_root() -> Path:
     return runtime.data_root() / "synthetic"
 
 
-def md5sum(path: Path) -> str:
-    """The md5 of a file, as torchvision's ``check_integrity`` computes it."""
-    return hashlib.md5(Path(path).read_bytes(), usedforsecurity=False).hexdigest()
-
-
 def read_checksums(folder: Path) -> dict[str, str]:
     """``{file name: md5}`` from the ``checksums.md5`` that ``write_cifar10`` wrote last."""
     path = Path(folder) / CIFAR_CHECKSUMS
@@ -60,62 +53,6 @@ def read_checksums(folder: Path) -> dict[str, str]:
             f"Delete the folder and write it again with synthetic.write_cifar10(root).")
     pairs = (line.split() for line in path.read_text().splitlines() if line.strip())
     return {name: md5 for md5, name in pairs}
-
-
-def _same_files(a: Path, b: Path) -> bool:
-    """True when folders ``a`` and ``b`` hold the same file names with the same bytes."""
-    def names(folder: Path) -> list[Path]:
-        return sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
-
-    try:
-        files = names(a)
-        return b.is_dir() and files == names(b) and all(
-            filecmp.cmp(a / name, b / name, shallow=False) for name in files)
-    except OSError:  # b was moved away while we looked: not the same
-        return False
-
-
-def _write_atomically(target: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_folder)``, then put ``tmp_folder`` at ``target`` with one rename.
-
-    Readers never see half a folder, and never lose one they are reading: several notebooks
-    started at once on an empty data folder all write the same set, and each must keep the
-    folder that the first one put there. So:
-
-    - ``target`` already holds exactly the files just written: it is kept, the new copy discarded;
-    - ``target`` differs (an explicit write of other content, or a folder that a killed process
-      left half-deleted): it is renamed aside, the new folder renamed in, then the old one deleted;
-    - a killed writer leaves only a hidden ``.<name>.tmp-*`` folder next to ``target``, never a
-      half-written ``target``.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a dataset folder is readable like any other
-    old = None
-    try:
-        write(tmp)
-        if _same_files(tmp, target):
-            return target  # keep the folder that others may be reading
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            try:
-                os.replace(target, old / target.name)  # atomic: no reader sees a half-deleted folder
-            except FileNotFoundError:
-                pass  # a parallel writer moved it aside first
-        try:
-            os.replace(tmp, target)  # atomic on one file system
-        except OSError:
-            if not target.is_dir():  # no parallel writer got there first: a real error
-                raise
-            # A parallel writer put its folder there first (a folder cannot replace a non-empty one).
-            if not _same_files(tmp, target):
-                raise RuntimeError(f"{target} was written by another process at the same time, with "
-                                   f"other content. Run the cell again.") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    return target
 
 
 # ----------------------------------------------------------------------------------------- CIFAR
@@ -160,8 +97,6 @@ def write_cifar10(root: str | Path, num_train: int = 512, num_test: int = 256, s
     ``num_cases_per_batch``, ``num_vis``), a ``readme.html``, and ``checksums.md5``: the md5 of each
     file, which ``cifar.SyntheticCIFAR10`` hands to torchvision's integrity check.
     """
-    from course_utils.data.cifar import CIFAR10_CLASSES  # here: cifar.py imports this module
-
     rng = np.random.default_rng(seed)
     train_data, train_labels = _cifar_images(num_train, rng)
     test_data, test_labels = _cifar_images(num_test, rng)
@@ -189,7 +124,7 @@ def write_cifar10(root: str | Path, num_train: int = 512, num_test: int = 256, s
         lines = [f"{md5sum(folder / name)}  {name}" for name in files]
         (folder / CIFAR_CHECKSUMS).write_text("\n".join(lines) + "\n")  # last: marks completion
 
-    return _write_atomically(Path(root) / CIFAR_FOLDER, write)
+    return write_folder_atomically(Path(root) / CIFAR_FOLDER, write)
 
 
 # ------------------------------------------------------------------------------------------- VOC
@@ -241,8 +176,6 @@ def write_voc2012(root: str | Path, num_train: int = 48, num_val: int = 24, seed
     ``ImageSets/Segmentation/{train,val,trainval}.txt``. Image sides are drawn from ``size``
     (min, max) pixels, skipping multiples of 16 so that models must cope with odd sizes.
     """
-    from course_utils.data.voc import VOC_PALETTE  # here: voc.py imports this module
-
     low, high = (size, size) if isinstance(size, int) else size
     sides = [s for s in range(low, high + 1) if s % 16] or [low]
     rng = np.random.default_rng(seed)
@@ -265,7 +198,7 @@ def write_voc2012(root: str | Path, num_train: int = 48, num_val: int = 24, seed
         for split, names in splits.items():
             (folder / "ImageSets/Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
 
-    return _write_atomically(Path(root) / VOC_FOLDER, write)
+    return write_folder_atomically(Path(root) / VOC_FOLDER, write)
 
 
 # ---------------------------------------------------------------------------------------- ensure
@@ -357,8 +290,6 @@ def write_image_folder(root: str | Path, num_train: int = 240, num_test: int = 6
     within ``size`` (min, max) pixels and formats mix: every third image is a JPEG, the rest PNG.
     ``classes`` are shape names from ``SHAPES``. Deterministic given ``seed``; returns the folder.
     """
-    import json
-
     unknown = [c for c in classes if c not in SHAPES]
     if unknown or len(set(classes)) != len(classes) or len(classes) < 2:
         raise ValueError(f"classes must be at least 2 distinct names from {SHAPES}, got {classes!r}")
@@ -381,7 +312,7 @@ def write_image_folder(root: str | Path, num_train: int = 240, num_test: int = 6
         content = {"categories": list(classes), "annotations": annotations}
         (folder / "train" / "annotations.json").write_text(json.dumps(content, indent=1) + "\n")
 
-    return _write_atomically(Path(root) / IMAGE_FOLDER, write)
+    return write_folder_atomically(Path(root) / IMAGE_FOLDER, write)
 
 
 def ensure_image_folder(root: str | Path | None = None) -> Path:

@@ -25,16 +25,13 @@ from torchvision.datasets.utils import check_integrity, extract_archive
 from torchvision.transforms import v2
 
 from course_utils import runtime
+from course_utils.constants import (IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, VOC_CLASSES, VOC_NUM_CLASSES,
+                                    VOC_PALETTE)
 from course_utils.data import synthetic
 from course_utils.data.loading import fetch, make_loaders, size_text, subset
-from course_utils.metrics import IGNORE_INDEX  # 255 = "void": object borders and hard pixels, never counted
 
-VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
-               "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
-               "pottedplant", "sheep", "sofa", "train", "tvmonitor")
-NUM_CLASSES = 21
-MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics (pretrained encoders expect them)
-STD = (0.229, 0.224, 0.225)
+NUM_CLASSES = VOC_NUM_CLASSES  # 21, with VOC_CLASSES and VOC_PALETTE from course_utils.constants
+MEAN, STD = IMAGENET_MEAN, IMAGENET_STD  # pretrained encoders expect ImageNet statistics
 FOLDER = Path("VOCdevkit", "VOC2012")
 _TORCHVISION_VOC2012 = torchvision.datasets.voc.DATASET_YEAR_DICT["2012"]  # what VOCSegmentation downloads
 OXFORD_URL = _TORCHVISION_VOC2012["url"]  # the Oxford host (often slow or down: see MIRROR_URL)
@@ -44,19 +41,6 @@ MIRROR_URL = "http://d2l-data.s3-accelerate.amazonaws.com/VOCtrainval_11-May-201
 MIRROR_SHA1 = "4e443f8a2eca6b1dac8a6c57641b67dd40621a49"
 FILL = {tv_tensors.Mask: IGNORE_INDEX, "others": 0}  # every pad: masks 255 (ignored), images 0
 DTYPES = {tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64, "others": None}
-
-
-def _voc_colormap(n: int = 256) -> torch.Tensor:
-    """The standard VOC colour map (n, 3) uint8: bits of the index spread over R, G, B."""
-    index = torch.arange(n)
-    cmap = torch.zeros(n, 3, dtype=torch.int64)
-    for j in range(8):  # 8 rounds of 3 bits: bit 3j+c goes to bit 7-j of channel c
-        for channel in range(3):
-            cmap[:, channel] |= ((index >> (3 * j + channel)) & 1) << (7 - j)
-    return cmap.to(torch.uint8)
-
-
-VOC_PALETTE = _voc_colormap()  # (256, 3): 0 black, 1 (128, 0, 0), ..., 255 (224, 224, 192)
 
 
 def _unreadable(path: str | Path, error: Exception) -> RuntimeError:

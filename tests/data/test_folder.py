@@ -364,7 +364,7 @@ def test_export_cifar10_writes_once(synthetic_cifar_root, tmp_path, monkeypatch)
         opened.append(train)
         return cifar.SyntheticCIFAR10(synthetic_cifar_root, train=train, transform=transform)
 
-    monkeypatch.setattr(cifar, "_open_real", fake_open)
+    monkeypatch.setattr(cifar, "open_real", fake_open)
     root = folder.export_cifar10(tmp_path / "c10", num_train=20, num_test=7, download=False)
     assert len(folder.AnnotatedImageFolder(root / "train")) == 20
     assert len(folder.UnlabeledImageFolder(root / "test")) == 7
