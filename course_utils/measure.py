@@ -18,10 +18,14 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from course_utils.checks.verdicts import count_params
 from course_utils.engine import amp_dtype
 
 __all__ = ["count_params", "count_macs", "time_step", "peak_memory_mib", "StepTiming", "synchronize"]
+
+
+def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (each shared tensor counted once); ``trainable_only``: requires_grad ones."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
