@@ -11,7 +11,7 @@ The solution notebooks ``notebooks/NN_*.ipynb`` are the only source. Each one be
   stored output is the expected answer that nbval compares against;
 - Colab badges and other links to ``notebooks/NN_x.ipynb`` point at ``notebooks/student/NN_x.ipynb``,
   and relative links (``../assets/x.png``) get one more ``../`` (the copy sits one folder deeper);
-- metadata is reduced to the kernelspec ``python3`` (plus Colab's keys), cell ids are the source's.
+- metadata is reduced to ipykernel's kernelspec ``python3`` (plus Colab's keys), cell ids are the source's.
 
 The output is deterministic: running it twice gives byte-identical files, so
 ``python -m course_utils.release --check`` (CI) can fail when a committed copy is stale.
@@ -38,7 +38,9 @@ CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")  # nbgrader's Cl
 TEXT_STUB = ("YOUR ANSWER HERE",)  # nbgrader's stub for markdown answers
 CHECK_MARKER = "NBVAL_CHECK_OUTPUT"
 LESSON_GLOB = "[0-9][0-9]_*.ipynb"
-KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+# ipykernel's own spec: JupyterLab writes the kernel's display name into a notebook that names
+# another one, which put an unsaved-changes mark on every student copy as soon as it opened.
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 KEPT_METADATA = ("accelerator", "colab")  # Colab reads these to open the copy on a GPU runtime
 
 _MARKER_LINE = re.compile(r"^(\s*)#+\s*(BEGIN|END) SOLUTION\s*$")

@@ -1,15 +1,19 @@
 """The lessons used as students use them: JupyterLab in a real headless Chromium.
 
 `tools/lab_driver.py` starts ``jupyter lab`` in the repository (kernel in the ``ci`` profile, the
-venv's Python, started in its notebook's folder as always), opens each notebook, clears it, runs
-all cells from the Run menu and reads every cell's outputs from the notebook model; a screenshot
-lands in ``results/browser/<notebook>.png`` even when the run fails. Without Chromium or the playwright package these tests skip, unless
+venv's Python, started in its notebook's folder as always), opens a notebook, clears it, runs all
+cells from the Run menu (Run > Run All Cells, as a student does) and reads every cell's outputs
+from the notebook model; a screenshot lands in ``results/browser/<notebook>.png`` even when the run
+fails. The lesson run is an untouched student copy: its unanswered questions must each print one
+line and Run All must reach the last cell. To keep CI short, one lesson runs (nbval runs every
+solution notebook). Without Chromium or the playwright package these tests skip, unless
 ``COURSE_REQUIRE_BROWSER=1`` (set by CI), where they fail.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -23,10 +27,11 @@ from tools import lab_driver
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 OUT = ROOT / "results" / "browser"
-# Setup plus one training lesson; a lesson not written yet is left out.
-LESSONS = [name for name in ("00_setup.ipynb", "01_vgg16_cifar10.ipynb") if (NOTEBOOKS / name).exists()]
+# An untouched student copy of a training lesson (its questions unanswered).
+LESSONS = [name for name in ("student/01_vgg16_cifar10.ipynb",) if (NOTEBOOKS / name).exists()]
 # Seconds for Run All (default 240): lesson 01 trains, minutes on a busy 2-core machine even in ci.
-RUN_SECONDS = {"01_vgg16_cifar10.ipynb": 600.0}
+RUN_SECONDS = {"student/01_vgg16_cifar10.ipynb": 600.0}
+UNANSWERED = re.compile(r"^Question (\S+): not answered yet \(.+ raises NotImplementedError\)$", re.MULTILINE)
 
 
 def require_browser() -> None:
@@ -60,21 +65,32 @@ def lab(tmp_path_factory):
         yield None
         return
     checkpoints = tmp_path_factory.mktemp("checkpoints")  # train from scratch, outside the repo
-    env = {"COURSE_PROFILE": "ci", "COURSE_CHECKPOINTS": str(checkpoints)}
+    env = {"COURSE_PROFILE": "ci", "COURSE_CHECKPOINTS": str(checkpoints),
+           "COURSE_RESULTS": str(tmp_path_factory.mktemp("results"))}
     with lab_driver.LabServer(ROOT, env=env) as server:
         yield server
 
 
-@pytest.mark.parametrize("name", LESSONS)
-def test_notebook_runs_in_jupyterlab_without_errors(name, browser, lab):
-    require_browser()
-    result = lab_driver.run_notebook(browser, lab, f"notebooks/{name}", OUT,
-                                     timeouts={"run": RUN_SECONDS.get(name, 240.0)})
-
+def assert_ran_to_the_end(name: str, result: lab_driver.RunResult) -> None:
+    """Run All reached the notebook's last code cell and no cell raised."""
     assert not result.errors, (f"{name} raised in JupyterLab (screenshot {result.screenshot}):\n"
                                + "\n".join(str(error) for error in result.errors))
     assert not result.not_run, f"{name}: code cells {result.not_run} never ran"
     assert result.code_cells > 0
+    assert result.last_code_cell not in result.not_run and result.ran_to_the_end, (
+        f"{name}: the last code cell (cell {result.last_code_cell}) did not run")
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_untouched_student_copy_runs_all_to_its_last_cell(name, browser, lab):
+    require_browser()
+    result = lab_driver.run_notebook(browser, lab, f"notebooks/{name}", OUT,
+                                     timeouts={"run": RUN_SECONDS.get(name, 240.0)})
+
+    assert_ran_to_the_end(name, result)
+    unanswered = [UNANSWERED.findall(text) for text in result.stdout.values()]
+    assert ["1"] in unanswered, f"{name}: no 'Question 1: not answered yet (...)' line"
+    assert sum(len(numbers) for numbers in unanswered) >= 2, "each unanswered question says so"
     assert result.kernel["profile"] == "ci"
     assert Path(result.kernel["prefix"]).resolve() == Path(sys.prefix).resolve(), (
         f"the kernel runs {result.kernel['executable']}, not this environment's Python")
@@ -82,6 +98,9 @@ def test_notebook_runs_in_jupyterlab_without_errors(name, browser, lab):
     # Autosave off: the lab never writes a notebook (read from the server's log, not the file's
     # bytes, since other people may edit the notebook meanwhile).
     assert lab.writes() == [], "the lab wrote files:\n" + "\n".join(lab.writes())
+    # Opening a student copy changes no metadata but the kernel's language_info (its Python version;
+    # a kernelspec other than ipykernel's own marked every copy unsaved as soon as it opened).
+    assert result.metadata_changes in ([], ["language_info"]), result.metadata_changes
 
 
 def test_error_output_is_reported_with_its_cell(browser, lab):
@@ -103,6 +122,15 @@ def test_error_output_is_reported_with_its_cell(browser, lab):
 
     assert [(e.index, e.ename, e.evalue) for e in result.errors] == [(2, "ValueError", "planted failure")]
     assert result.not_run == [3]
+    assert result.last_code_cell == 3 and not result.ran_to_the_end
+    # Its kernelspec names "Python 3", not ipykernel's "Python 3 (ipykernel)": JupyterLab rewrites it
+    # on open and shows the unsaved-changes mark (student copies use release.KERNELSPEC instead).
+    assert result.metadata_changes == ["kernelspec", "language_info"] and result.dirty_on_open
+    with pytest.raises(AssertionError, match="raised in JupyterLab"):  # the lesson test's check fails
+        assert_ran_to_the_end("planted_error.ipynb", result)
+    result.errors = []  # even when an error escaped the report, the unrun last cell fails it
+    with pytest.raises(AssertionError, match=r"code cells \[3\] never ran"):
+        assert_ran_to_the_end("planted_error.ipynb", result)
     assert result.screenshot == OUT / "planted_error.png"
 
 

@@ -63,8 +63,13 @@ CELL_REPORT = f"""(path) => ({FIND_PANEL})(path).content.widgets.map((cell, inde
     for (let j = 0; j < model.outputs.length; j++) outputs.push(model.outputs.get(j).toJSON());
     const errors = outputs.filter(o => o.output_type === 'error')
         .map(o => ({{ename: o.ename, evalue: o.evalue}}));
-    return {{index, type: 'code', executionCount: model.executionCount, errors}};
+    const text = outputs.filter(o => o.output_type === 'stream')
+        .map(o => Array.isArray(o.text) ? o.text.join('') : o.text).join('');
+    return {{index, type: 'code', executionCount: model.executionCount, errors, text}};
 }})"""
+# The notebook's metadata as JupyterLab holds it (the kernel fills in some when it connects).
+MODEL_METADATA = f"""(path) => JSON.stringify(({FIND_PANEL})(path).context.model.toJSON().metadata)"""
+DIRTY = f"""(path) => ({FIND_PANEL})(path).context.model.dirty"""
 # Runs `code` in the notebook's kernel (not in a cell: the document is untouched), returns stdout;
 # gives up after `ms` (page.evaluate itself has no timeout).
 KERNEL_EXEC = f"""async ([path, code, ms]) => {{
@@ -101,6 +106,16 @@ class RunResult:
     errors: list[CellError] = field(default_factory=list)
     not_run: list[int] = field(default_factory=list)  # code cells without an execution count
     code_cells: int = 0
+    last_code_cell: int | None = None  # index of the notebook's last code cell
+    stdout: dict[int, str] = field(default_factory=dict)  # printed text per code cell index
+    dirty_on_open: bool | None = None  # the unsaved-changes mark, once the kernel is ready
+    metadata_changes: list[str] = field(default_factory=list)  # metadata keys JupyterLab changed on open
+
+    @property
+    def ran_to_the_end(self) -> bool:
+        """Every code cell ran, the last one included, and none raised."""
+        return (self.code_cells > 0 and not self.errors and not self.not_run
+                and self.last_code_cell is not None)
     kernel: dict = field(default_factory=dict)  # PROBE's answer: prefix, executable, profile, cwd
     screenshot: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
@@ -366,6 +381,12 @@ def _drive(page, server: LabServer, path: str, phases: Phases, result: RunResult
             _no_dialog(page)
             phases.check(f"kernel is {page.evaluate(KERNEL_STATE, path)}")
             time.sleep(0.2)
+        time.sleep(1.0)  # the kernel's info reply updates the notebook's metadata just after this
+        result.dirty_on_open = page.evaluate(DIRTY, path)
+        on_disk = json.loads((server.root_dir / path).read_text(encoding="utf-8"))["metadata"]
+        in_lab = json.loads(page.evaluate(MODEL_METADATA, path))
+        result.metadata_changes = sorted(key for key in set(on_disk) | set(in_lab)
+                                         if on_disk.get(key) != in_lab.get(key))
     with phases("clear"):
         _menu(page, "Edit", "editmenu:clear-all", phases)
         page.wait_for_function(f"(path) => ({PROMPTS})(path).every(p => p === '[ ]:')", arg=path,
@@ -380,6 +401,8 @@ def _drive(page, server: LabServer, path: str, phases: Phases, result: RunResult
         result.errors = [CellError(cell["index"], e["ename"], e["evalue"])
                          for cell in code for e in cell["errors"]]
         result.not_run = [cell["index"] for cell in code if cell["executionCount"] is None]
+        result.last_code_cell = code[-1]["index"] if code else None
+        result.stdout = {cell["index"]: cell["text"] for cell in code}
         answer = page.evaluate(KERNEL_EXEC, [path, PROBE, phases.left_ms()])
         result.kernel = json.loads(answer.strip().splitlines()[-1])
 
