@@ -116,17 +116,26 @@ def get_profile(name: str | None = None, *, verbose: bool = True, **adjust: dict
     profile = dataclasses.replace(profile, **changes)
     if verbose:
         print(banner(profile))
-        hint = gpu_hint(profile)
-        if hint:
-            print(hint)
+        for hint in (gpu_hint(profile), colab_files_hint()):
+            if hint:
+                print(hint)
     return profile
+
+
+def colab_files_hint() -> str:
+    """In Colab (the course pip-installed by a badge's install cell), unless ``COURSE_CHECKPOINTS``
+    points elsewhere (Drive): the default folders are in ``/content``, which vanishes."""
+    if not in_colab() or repo_root() is not None or os.environ.get(CHECKPOINT_ENV, "").strip():
+        return ""
+    return (f"Colab: files under {_course_home()} (Files pane, left) vanish when the runtime "
+            "disconnects; run runtime.keep_checkpoints_on_drive() to keep checkpoints and results on Google Drive.")
 
 
 def gpu_hint(profile: Profile) -> str:
     """Advice when a GPU would help and none is visible (e.g. a Colab CPU runtime)."""
     if pick_device().type != "cpu":
         return ""
-    if "google.colab" in sys.modules:
+    if in_colab():
         return ("No GPU: in Colab choose Runtime > Change runtime type > T4 GPU, then "
                 "Runtime > Restart session, and run the notebook again.")
     if profile.name == "full":
@@ -139,14 +148,13 @@ def banner(profile: Profile) -> str:
     import torchvision
 
     device = pick_device()
-    if profile.synthetic:
-        data = "synthetic stand-ins (tiny, generated in the real formats)"
-    else:
-        try:  # a broken data folder is not a reason to fail here: preflight reports it with the fix
-            data = f"real datasets under {data_root(check=False)}"
-        except FolderError as error:
-            data = f"real datasets, but {error.what}"
-    return (f"Profile: {profile.name} | device: {device.type} | data: {data} | "
+    kind = "synthetic stand-ins (tiny, generated in the real formats)" if profile.synthetic else "real datasets"
+    try:  # a broken folder is not a reason to fail here: preflight reports it with the fix
+        data = f"{kind} under {data_root(check=False)}"
+        files = f"checkpoints: {checkpoint_dir(profile)} | results: {results_root() / '<lesson>' / profile.name}"
+    except FolderError as error:
+        data, files = f"{kind}, but {error.what}", "checkpoints and results: see the data error"
+    return (f"Profile: {profile.name} | device: {device.type} | data: {data} | {files} | "
             f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
             f"Python {platform.python_version()}")
 
@@ -187,10 +195,20 @@ def _from_env(variable: str) -> Path | None:
     return path if path.is_absolute() else (repo_root() or Path.home()) / path
 
 
+COLAB_HOME = Path("/content/course_data")  # in Colab's Files pane; wiped when the runtime disconnects
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
 def _course_home() -> Path:
-    """The checkout, or ``~/course_data`` when the package is installed without one (e.g. Colab)."""
+    """Where ``data/``, ``checkpoints/`` and ``results/`` go by default: the checkout; without one
+    (pip-installed), ``/content/course_data`` in Colab (shown in its Files pane), else ``~/course_data``."""
     root = repo_root()
-    return root if root is not None else Path.home() / "course_data"
+    if root is not None:
+        return root
+    return COLAB_HOME if in_colab() else Path.home() / "course_data"
 
 
 def _writable(folder: Path) -> bool:
@@ -223,15 +241,13 @@ def check_data_folder(path: Path) -> None:
 
 
 def data_root(check: bool = True) -> Path:
-    """Where datasets live: ``$COURSE_DATA``, else ``<repo>/data`` (never the working directory).
+    """Where datasets live: ``$COURSE_DATA``, else ``data/`` in the checkout (without one:
+    ``~/course_data/data``, in Colab ``/content/course_data/data``), never the working directory.
 
     ``check``: raise ``FolderError``, saying what to do, when that is a file or not writable
     (``preflight`` reports it instead, with ``check=False``).
     """
-    path = _from_env(DATA_ENV)
-    if path is None:
-        root = repo_root()
-        path = root / "data" if root is not None else Path.home() / "course_data"  # e.g. Colab
+    path = _from_env(DATA_ENV) or _course_home() / "data"
     if check:
         check_data_folder(path)
     return path
@@ -254,12 +270,17 @@ def checkpoint_dir(profile: Profile) -> Path:
     return (_from_env(CHECKPOINT_ENV) or _course_home() / "checkpoints") / profile.name
 
 
+def results_root() -> Path:
+    """The folder that holds every lesson's results: ``$COURSE_RESULTS``, else ``results/``."""
+    return _from_env(RESULTS_ENV) or _course_home() / "results"
+
+
 def results_dir(profile: Profile, lesson: str) -> Path:
     """``results/<lesson>/<profile>/``, created: files a lesson writes for you to keep (masks, CSVs).
 
     ``$COURSE_RESULTS`` moves the ``results`` folder; ``keep_checkpoints_on_drive`` points it at Drive.
     """
-    path = (_from_env(RESULTS_ENV) or _course_home() / "results") / lesson / profile.name
+    path = results_root() / lesson / profile.name
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:  # e.g. COURSE_RESULTS names a file, or a folder you cannot write to

@@ -353,3 +353,38 @@ def test_a_results_folder_under_a_file_says_what_to_do(monkeypatch, tmp_path):
     with pytest.raises(runtime.FolderError, match="Cannot create the results folder") as error:
         runtime.results_dir(runtime.default_profile("ci"), "06_custom_dataset")
     assert str(archive) in str(error.value) and "COURSE_RESULTS" in str(error.value)
+
+
+# ------------------------------------------------------------------ where files go without a checkout
+def test_without_a_checkout_the_three_folders_sit_in_course_data(monkeypatch, tmp_path):
+    monkeypatch.setattr(runtime, "repo_root", lambda: None)  # pip-installed
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    home = tmp_path / "home" / "course_data"
+    ci = runtime.default_profile("ci")
+    assert runtime.data_root() == home / "data"
+    assert runtime.checkpoint_dir(ci) == home / "checkpoints" / "ci"
+    assert runtime.results_dir(ci, "04_unet") == home / "results" / "04_unet" / "ci"
+
+
+def test_in_colab_files_go_where_the_files_pane_shows_them_and_the_banner_says_they_vanish(monkeypatch, tmp_path,
+                                                                                          capsys):
+    monkeypatch.setattr(runtime, "repo_root", lambda: None)  # Colab: pip-installed
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(runtime, "COLAB_HOME", tmp_path / "content" / "course_data")
+    quick = runtime.get_profile("quick")
+    out = capsys.readouterr().out
+    home = tmp_path / "content" / "course_data"
+    assert runtime.data_root() == home / "data" and runtime.checkpoint_dir(quick) == home / "checkpoints" / "quick"
+    assert f"checkpoints: {home / 'checkpoints' / 'quick'}" in out and f"results: {home / 'results'}" in out
+    assert "vanish when the runtime disconnects" in out and "keep_checkpoints_on_drive()" in out
+    monkeypatch.setenv(runtime.CHECKPOINT_ENV, str(tmp_path / "drive"))  # on Drive: no warning
+    runtime.get_profile("quick")
+    assert "vanish" not in capsys.readouterr().out
+
+
+def test_banner_names_the_checkpoint_and_results_folders(monkeypatch, tmp_path):
+    monkeypatch.setenv(runtime.CHECKPOINT_ENV, str(tmp_path / "ckpt"))
+    monkeypatch.setenv(runtime.RESULTS_ENV, str(tmp_path / "res"))
+    line = runtime.banner(runtime.default_profile("ci"))
+    assert f"checkpoints: {tmp_path / 'ckpt' / 'ci'}" in line and f"results: {tmp_path / 'res' / '<lesson>' / 'ci'}" in line
+    assert f"under {runtime.data_root(check=False)}" in line and "\n" not in line
