@@ -5,8 +5,9 @@ A checkpoint is one dict of state dicts and plain values, torchvision-references
     {"model": ..., "optimizer": ..., "scheduler": ..., "scaler": ..., "epoch": 3, "epochs": 10,
      "history": {...}, "profile": "quick", "finished": False, "rng": {...}, "plan": {...}}
 
-``plan`` (``training_plan``) records what the run was trained with, so ``engine.fit_or_load``
-can tell a checkpoint of this very recipe from one of an earlier, different recipe.
+``plan`` (``training_plan``) records what the run was trained with (the model's structure, the
+data's transforms, optimizer, schedule, loss, epochs...), so ``engine.fit_or_load`` can tell a
+checkpoint of this very recipe from one of an earlier, different recipe.
 
 ``save`` writes with ``files.write_atomically``: a temporary file with a unique name
 (``name.pt.<random>.tmp``) next to the target, then ``os.replace``-d into place. A kernel interrupted mid-save (Ctrl-C, a Colab
@@ -26,6 +27,7 @@ import errno
 import json
 import os
 import pickletools
+import re
 import socket
 import sys
 import time
@@ -278,6 +280,7 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
 
 SCHEDULED_KEYS = ("lr", "momentum", "betas")  # a scheduler moves these while training
 PROFILE_KEYS = ("image_size", "train_subset", "width_div", "amp")  # change what is trained on, or how
+RUN_KEYS = ("structure", "transforms")  # define the run: a checkpoint that lacks them may be another one
 
 
 def _plain(value: Any) -> bool:
@@ -286,13 +289,43 @@ def _plain(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
+def _text(obj: Any) -> str:
+    """``repr(obj)`` without memory addresses (``<function f at 0x7f...>``), so equal recipes read equal."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(obj))
+
+
+def data_transforms(loader: Any) -> str | None:
+    """What the training data goes through, as text: the repr of the dataset's transforms.
+
+    The loader's dataset is unwrapped (``Subset``...) down to the one holding ``transforms`` (a
+    joint v2 pipeline, e.g. VOC's) or ``transform`` / ``target_transform``. A loader without a
+    dataset that describes itself (``DeviceLoader``'s ``repr`` names its augmentation) gives its
+    own repr. None when nothing transforms the data.
+    """
+    dataset = getattr(loader, "dataset", None)
+    if dataset is None:
+        describes_itself = type(loader).__repr__ is not object.__repr__ and not isinstance(loader, (list, tuple))
+        return _text(loader) if describes_itself else None
+    while dataset is not None:
+        if getattr(dataset, "transforms", None) is not None:  # torchvision: wraps transform + target_transform
+            return _text(dataset.transforms)
+        found = {name: getattr(dataset, name, None) for name in ("transform", "target_transform")}
+        if any(value is not None for value in found.values()):
+            return "; ".join(f"{name}={_text(value)}" for name, value in found.items() if value is not None)
+        dataset = getattr(dataset, "dataset", None)  # Subset, or another wrapper
+    return None
+
+
 def training_plan(model: torch.nn.Module, train_loader: Any, optimizer: torch.optim.Optimizer,
                   criterion: torch.nn.Module, *, epochs: int, profile: Any = None,
                   scheduler: Any = None) -> dict:
-    """The settings that make a run what it is: model, optimizer, schedule, loss, data, epochs.
+    """The settings that make a run what it is: model, data, optimizer, schedule, loss, epochs.
 
-    The loss counts with its settings and buffers (e.g. ``CrossEntropyLoss(weight=...)``), the
-    data with its batches and the training set's size (``len(train_loader.dataset)``).
+    The model counts by its structure, ``repr(model)``: every layer with its settings, so a
+    changed dropout rate, activation, layer order or width is another run, even with the same
+    parameter count. The data counts by its transforms (``data_transforms``: the augmentation),
+    its batches and the training set's size (``len(train_loader.dataset)``); the loss with its
+    settings and buffers (e.g. ``CrossEntropyLoss(weight=...)``).
 
     ``profile`` (a ``runtime.Profile``) adds its name and the settings that change the training
     data or arithmetic: ``image_size``, ``train_subset``, ``width_div`` and ``amp``.
@@ -319,6 +352,7 @@ def training_plan(model: torch.nn.Module, train_loader: Any, optimizer: torch.op
     return {
         "profile": getattr(profile, "name", None), "epochs": epochs, "data": data,
         "model": f"{type(model).__name__} with {sum(p.numel() for p in model.parameters()):,} parameters",
+        "structure": _text(model), "transforms": data_transforms(train_loader),
         "optimizer": type(optimizer).__name__, "param_groups": groups,
         "scheduler": type(scheduler).__name__ if scheduler is not None else None,
         "criterion": {"type": type(criterion).__name__, **loss},
@@ -328,13 +362,30 @@ def training_plan(model: torch.nn.Module, train_loader: Any, optimizer: torch.op
     }
 
 
+def _first_difference(a: str, b: str) -> str:
+    """Where two multi-line texts (model structures, transforms) first differ: one readable line."""
+    old, new = a.splitlines(), b.splitlines()
+    for i, (x, y) in enumerate(zip(old, new)):
+        if x != y:
+            return f"line {i + 1} {x.strip()!r} -> {y.strip()!r}"
+    i = min(len(old), len(new))
+    longer = new if len(new) > len(old) else old
+    return f"{len(old)} -> {len(new)} lines, from line {i + 1} {longer[i].strip()!r}"
+
+
+NOT_RECORDED = "not recorded (the checkpoint comes from an older version of the course)"
+
+
 def plan_differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
     """Readable differences between two plans, e.g. ``["param_groups[0].base_lr: 0.1 -> 0.05"]``.
 
-    Only keys present in both count: another torch version may add an optimizer option (with
-    its default), and a checkpoint from it is still the same plan.
+    Only keys present in both count (another torch version may add an optimizer option, with its
+    default, and a checkpoint from it is still the same plan), except ``RUN_KEYS``: a saved plan
+    without the model's structure or the data's transforms cannot show it is the same run.
+    Multi-line values (a model's structure) show their first differing line.
     """
-    out = []
+    missing = [key for key in RUN_KEYS if not prefix and key in wanted and key not in saved]
+    out = [f"{' and '.join(missing)}: {NOT_RECORDED}"] if missing else []
     for key in sorted(set(saved) & set(wanted), key=str):
         a, b = saved[key], wanted[key]
         name = f"{prefix}{key}"
@@ -344,6 +395,8 @@ def plan_differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
                 and all(isinstance(x, dict) for x in a + b):
             for i, (x, y) in enumerate(zip(a, b)):
                 out += plan_differences(x, y, f"{name}[{i}].")
+        elif isinstance(a, str) and isinstance(b, str) and a != b and ("\n" in a or "\n" in b):
+            out.append(f"{name}: {_first_difference(a, b)}")
         elif a != b:
             out.append(f"{name}: {a} -> {b}")
     return out

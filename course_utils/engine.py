@@ -195,6 +195,27 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | str,
     return torch.cat(all_preds), torch.cat(all_targets)
 
 
+class History(dict):
+    """``fit_or_load``'s result: the history (a dict of lists, as ``fit`` returns) that also says what
+    happened, so a cell or a test can check it instead of reading the printed line.
+
+    ``outcome``: ``"trained"`` (from scratch), ``"resumed"`` (a partial checkpoint, trained on to
+    the end) or ``"loaded"`` (a finished checkpoint of the same plan: nothing was trained).
+    ``checkpoint``: the file. ``replaced``: where an old run of another plan was set aside, or None.
+    """
+
+    OUTCOMES = ("trained", "resumed", "loaded")
+
+    def __init__(self, history: dict, outcome: str, checkpoint: Path, replaced: Path | None = None) -> None:
+        if outcome not in self.OUTCOMES:
+            raise ValueError(f"outcome must be one of {self.OUTCOMES}, got {outcome!r}")
+        super().__init__(history)
+        self.outcome, self.checkpoint, self.replaced = outcome, checkpoint, replaced
+
+    def __repr__(self) -> str:
+        return f"History({self.outcome}, {len(self.get('epoch', []))} epochs, {dict.__repr__(self)})"
+
+
 def new_history() -> dict:
     """An empty history: a plain dict of lists that ``viz.plot_history`` takes as is."""
     return {key: [] for key in HISTORY_KEYS}
@@ -315,16 +336,20 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
                 profile: runtime.Profile, optimizer: torch.optim.Optimizer, criterion: nn.Module,
                 num_classes: int, epochs: int | None = None, device: torch.device | str | None = None,
                 scheduler=None, checkpoint_dir: str | Path | None = None,
-                checkpoint_every: int = 1) -> dict:
+                checkpoint_every: int = 1) -> History:
     """Train with checkpoints, or reuse them: load a finished run, resume a partial one.
 
     The file is ``(checkpoint_dir or runtime.checkpoint_dir(profile)) / f"{name}.pt"``. A finished
     checkpoint of the same plan is loaded instead of training; a partial one is resumed from its
     last epoch (model, optimizer, scheduler, scaler, history, random state). The plan
-    (``checkpoint.training_plan``) is the profile and its data settings, epochs, model, optimizer
-    settings, schedule, loss and batches: change the learning rate, say, and the old run does not
-    answer the new question. It is then set aside as ``<name>.replaced-<time>.pt`` (never
-    overwritten) and training starts from scratch, saying what changed. Returns the history.
+    (``checkpoint.training_plan``) is the profile and its data settings, epochs, the model's
+    structure (``repr(model)``: layers, dropout rates, activations, their order), the data's
+    transforms, optimizer settings, schedule, loss and batches: change the learning rate or a
+    dropout rate, say, and the old run does not answer the new question. It is then set aside as
+    ``<name>.replaced-<time>.pt`` (never overwritten) and training starts from scratch, saying
+    what changed; so is a checkpoint of an older course version that did not record the structure
+    and transforms. Returns the history as a ``History``: a dict, whose ``outcome`` says whether
+    it was ``"trained"``, ``"resumed"`` or ``"loaded"``.
 
     Two faults students hit are refused with a message instead of a wrong result: training from
     scratch with a model, optimizer or scheduler that an interrupted run already changed (re-run
@@ -337,7 +362,7 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
     plan = checkpoint.training_plan(model, train_loader, optimizer, criterion, epochs=epochs,
                                     profile=profile, scheduler=scheduler)
     scaler = make_scaler(device, profile.amp)
-    start_epoch, history = 0, None
+    start_epoch, history, outcome, kept = 0, None, "trained", None
     with checkpoint.locked(path):  # one trainer per checkpoint
         checkpoint.remove_temporary_files(path)  # left by a process killed while saving
         if path.is_file():
@@ -347,6 +372,7 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
             else:  # written before plans were recorded: epochs and profile are all we know
                 changes = [f"{key}: {state.get(key)} -> {value}" for key, value
                            in (("epochs", epochs), ("profile", profile.name)) if state.get(key) != value]
+                changes.append(f"{' and '.join(checkpoint.RUN_KEYS)}: {checkpoint.NOT_RECORDED}")
             problem = None if changes else reruns.why_unusable(state, plan)
             if changes or problem:
                 reason = problem or (f"comes from another plan ({'; '.join(changes[:4])}"
@@ -363,17 +389,18 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
                           f"again, delete it, then re-run the cell that builds the model and optimizer, "
                           f"and this one.", flush=True)
                     reruns.finished(model)
-                    return state["history"]
+                    return History(state["history"], "loaded", path)
                 _set_rng_state(state["rng"], train_loader)
-                start_epoch, history = state["epoch"], state["history"]
+                start_epoch, history, outcome = state["epoch"], state["history"], "resumed"
                 print(f"Resuming {path} after epoch {start_epoch} of {epochs}.", flush=True)
         else:
             reruns.refuse_if_used(model, optimizer, scheduler, f"No checkpoint {path} yet")
         with reruns.tracking(model, optimizer, path):  # used from the first step; Ctrl-C says what next
-            return fit(model, train_loader, val_loader, epochs=epochs, optimizer=optimizer,
-                       criterion=criterion, device=device, num_classes=num_classes, scheduler=scheduler,
-                       scaler=scaler, profile=profile, checkpoint_path=path,
-                       checkpoint_every=checkpoint_every, start_epoch=start_epoch, history=history, plan=plan)
+            history = fit(model, train_loader, val_loader, epochs=epochs, optimizer=optimizer,
+                          criterion=criterion, device=device, num_classes=num_classes, scheduler=scheduler,
+                          scaler=scaler, profile=profile, checkpoint_path=path,
+                          checkpoint_every=checkpoint_every, start_epoch=start_epoch, history=history, plan=plan)
+        return History(history, outcome, path, replaced=kept)
 
 
 def train_more(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, history: dict,

@@ -278,24 +278,39 @@ def test_rerunning_the_cell_after_training_still_loads(tmp_path, capsys, monkeyp
     assert "Loaded the finished checkpoint" in capsys.readouterr().out
 
 
-def _without_plan(state):
-    del state["plan"]  # written before plans were recorded: epochs and profile must match
-
-
 def _without_new_plan_keys(state):
     del state["plan"]["train_size"], state["plan"]["criterion"]["weight"]  # an older plan lacks both
 
 
-@pytest.mark.parametrize("older", [_without_plan, _without_new_plan_keys], ids=["no plan", "older plan"])
-def test_a_checkpoint_written_by_an_older_course_still_loads(older, tmp_path, capsys, monkeypatch):
+def test_a_checkpoint_written_by_an_older_course_still_loads(tmp_path, capsys, monkeypatch):
+    """Plan keys added later (train_size, the loss's weight) are no difference: the run still loads."""
     history = run(tmp_path, *setup(seed=0))
     state = checkpoint.load(tmp_path / "tiny.pt")
-    older(state)
+    _without_new_plan_keys(state)
     checkpoint.save(tmp_path / "tiny.pt", **state)
     monkeypatch.setattr(engine, "train_one_epoch", lambda *a, **k: pytest.fail("trained again"))
     capsys.readouterr()
     assert run(tmp_path, *setup(seed=3)) == history
     assert "Loaded the finished checkpoint" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("older", ["no plan", "no structure"])
+def test_a_checkpoint_that_does_not_record_the_model_and_data_is_another_experiment(older, tmp_path, capsys):
+    """Issue 18.3: without the model's structure and the data's transforms an old run cannot show it
+    answers this experiment: it is set aside (kept) and the run trains, saying why."""
+    run(tmp_path, *setup(seed=0))
+    state = checkpoint.load(tmp_path / "tiny.pt")
+    if older == "no plan":
+        del state["plan"]  # written before plans were recorded
+    else:
+        del state["plan"]["structure"], state["plan"]["transforms"]
+    checkpoint.save(tmp_path / "tiny.pt", **state)
+    capsys.readouterr()
+    history = run(tmp_path, *setup(seed=3))
+    out = capsys.readouterr().out
+    assert history.outcome == "trained" and history.replaced is not None and history.replaced.is_file()
+    assert "structure and transforms: not recorded (the checkpoint comes from an older version" in out
+    assert "training from scratch" in out and "Loaded the finished" not in out
 
 
 def test_another_dataset_of_the_same_batch_count_trains_again(tmp_path, capsys):
@@ -646,3 +661,110 @@ def test_a_second_trainer_of_the_same_checkpoint_is_told_and_changes_nothing(tmp
     run(tmp_path, *setup(seed=0))  # the lock is free again
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.pt", *sorted(
         p.name for p in tmp_path.glob("tiny.replaced-*"))]  # no lock or temporary file left behind
+
+
+# ---- Issue 18.3: fit_or_load knows what it trained (structure, transforms) and says what it did --------
+def _with_model(make_model):
+    """``setup`` with another model: the same optimizer, schedule and data."""
+    def changed(seed=0):
+        model, train_loader, val_loader, _, _ = setup(seed=seed)
+        torch.manual_seed(seed)
+        model = make_model()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=2 * len(train_loader))
+        return model, train_loader, val_loader, optimizer, scheduler
+    return changed
+
+
+@pytest.mark.parametrize("make_model, expected", [
+    (lambda: nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3)),
+     "line 4 '(2): Dropout(p=0.1, inplace=False)' -> '(2): Dropout(p=0.5, inplace=False)'"),
+    (lambda: nn.Sequential(nn.Linear(2, 16), nn.GELU(), nn.Dropout(0.1), nn.Linear(16, 3)), "GELU"),
+    (lambda: nn.Sequential(nn.Linear(2, 16), nn.Dropout(0.1), nn.ReLU(), nn.Linear(16, 3)),
+     "line 3 '(1): ReLU()' -> '(1): Dropout(p=0.1, inplace=False)'"),
+], ids=["dropout", "activation", "order"])
+def test_a_changed_model_with_the_same_parameters_is_another_experiment(tmp_path, capsys, make_model, expected):
+    """Same class, same parameter count: only the structure tells the runs apart (it was loaded before)."""
+    run(tmp_path, *setup(seed=0))
+    capsys.readouterr()
+    history = run(tmp_path, *_with_model(make_model)())
+    out = capsys.readouterr().out
+    assert history.outcome == "trained" and "comes from another plan (structure: " in out and expected in out
+
+
+def test_changed_augmentation_is_another_experiment(tmp_path, capsys):
+    from torchvision.transforms import v2
+
+    def loader_with(transform):
+        model, _, val_loader, optimizer, scheduler = setup(seed=0)
+        data = course_data(transform)
+        return model, DataLoader(data, batch_size=16, shuffle=True, drop_last=True), val_loader, optimizer, scheduler
+
+    def course_data(transform):
+        class Blobs(torch.utils.data.Dataset):  # a dataset with a transform, as torchvision's are
+            def __init__(self):
+                self.data, self.transform = blobs(), transform
+
+            def __len__(self):
+                return len(self.data)
+
+            def __getitem__(self, i):
+                x, y = self.data[i]
+                return self.transform(x), y
+        return torch.utils.data.Subset(Blobs(), list(range(96)))
+
+    run(tmp_path, *loader_with(v2.Identity()))
+    capsys.readouterr()
+    history = run(tmp_path, *loader_with(v2.Lambda(lambda x: x * 2)))
+    out = capsys.readouterr().out
+    assert history.outcome == "trained" and "transforms: transform=Identity() -> transform=Lambda(" in out
+
+
+def test_fit_or_load_returns_whether_it_trained_resumed_or_loaded(tmp_path, monkeypatch, capsys):
+    first = run(tmp_path, *setup(seed=0))
+    assert first.outcome == "trained" and first.checkpoint == tmp_path / "tiny.pt" and first.replaced is None
+    assert isinstance(first, dict) and first["epoch"] == [1, 2]  # still the history callers use
+    loaded = run(tmp_path, *setup(seed=0))
+    assert loaded.outcome == "loaded" and loaded == first
+    real, calls = engine.train_one_epoch, []
+
+    def dies_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_one_epoch", dies_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "split", *setup(seed=0))
+    monkeypatch.undo()
+    resumed = run(tmp_path / "split", *setup(seed=0))
+    assert resumed.outcome == "resumed" and resumed["epoch"] == [1, 2]
+    changed = run(tmp_path, *setup(seed=0, epochs=3), epochs=3)
+    assert changed.outcome == "trained" and changed.replaced.name.startswith("tiny.replaced-")
+
+
+def test_the_plan_records_structure_and_transforms_without_memory_addresses():
+    from course_utils.data.device_loader import DeviceLoader
+    from torchvision.transforms import v2
+    model, train_loader, _, optimizer, _ = setup(seed=0)
+    plan = checkpoint.training_plan(model, train_loader, optimizer, nn.CrossEntropyLoss(), epochs=1)
+    assert plan["structure"] == repr(model) and plan["transforms"] is None  # a TensorDataset transforms nothing
+    images = torch.zeros(8, 32, 32, 3, dtype=torch.uint8)
+    device_loader = DeviceLoader(images, torch.zeros(8), batch_size=4, device="cpu", mean=(0.5,) * 3,
+                                 std=(0.25,) * 3, train=True)
+    described = checkpoint.data_transforms(device_loader)
+    assert "random crop (zero padding 4) + horizontal flip" in described and "(0.5, 0.5, 0.5)" in described
+    lambda_loader = DataLoader(torch.utils.data.Subset(_Transformed(v2.Lambda(lambda x: x)), [0]), batch_size=1)
+    assert " at 0x" not in checkpoint.data_transforms(lambda_loader)
+
+
+class _Transformed(torch.utils.data.Dataset):
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, i):
+        return self.transform(torch.zeros(2)), 0

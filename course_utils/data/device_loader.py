@@ -49,6 +49,12 @@ class DeviceLoader:
         if train and len(self.images) < batch_size:
             raise ValueError(f"{len(self.images)} training images, fewer than one batch of {batch_size}.")
 
+    def __repr__(self) -> str:
+        """What the batches go through (``checkpoint.training_plan`` records it as the data's transforms)."""
+        augment = f"random crop (zero padding {self.padding}) + horizontal flip, " if self.train else ""
+        mean, std = (tuple(round(x, 4) for x in t.flatten().tolist()) for t in (self.mean, self.std))
+        return f"DeviceLoader({len(self.images)} images, batch_size={self.batch_size}: {augment}normalize {mean} {std})"
+
     def __len__(self) -> int:
         n = len(self.images)
         return n // self.batch_size if self.train else -(-n // self.batch_size)
