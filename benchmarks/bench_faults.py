@@ -3,7 +3,7 @@
     python -m benchmarks.bench_faults [--kills 5] [--epochs 6] [--seed 0]
         [--json results/benchmarks/bench_faults.json]
 
-What a class of students does to ``engine.fit_or_load`` (issue 15): the kernel dies (a killed
+What a class of students does to ``engine.fit_or_load``: the kernel dies (a killed
 process, a Colab disconnect) in the middle of an epoch or in the middle of writing a checkpoint,
 and the cell is run again; two notebooks train the same checkpoint at once. Each training runs in
 its own process (a tiny CNN with batch norm on synthetic 24x24 images, one torch thread, so that

@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_metrics [--repeats 5] [--json results/benchmarks/bench_metrics.json]
 
-Workload (DECISIONS 4): 16 masks of 256x256, 21 classes, VOC-like 255 borders. The baselines are
+Workload (goals: benchmarks/README.md): 16 masks of 256x256, 21 classes, VOC-like 255 borders. The baselines are
 written here, as a typical course writes them: a per-pixel loop through a colour dict, a per-class
 numpy loop for IoU (and a per-pixel Python loop, for scale), per-image numpy pixel accuracy.
 Every pair is checked for identical results before it is timed.
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
         ("confusion + mIoU", "per-class numpy loop", lambda: textbook_miou_numpy(p_np, t_np), args.repeats,
          lambda: course_miou(preds, truth), 10),
         ("confusion + mIoU", "per-pixel Python loop", lambda: textbook_miou_loop(p_np, t_np), slow,
-         lambda: course_miou(preds, truth), None),  # no goal: DECISIONS 4 asks to report it
+         lambda: course_miou(preds, truth), None),  # no goal: reported only
         ("pixel accuracy", "per-image numpy", lambda: textbook_pixel_accuracy(p_np, t_np), args.repeats,
          lambda: metrics.pixel_accuracy(preds, truth), 1),
     ]

@@ -1,7 +1,7 @@
 """What a laptop student sees: the lessons' own notebooks, unchanged, in ``quick`` on real data.
 
-    python -m benchmarks.bench_quick_real [--cifar DIR] [--voc DIR] [--lessons 01,02,06]
-        [--json results/benchmarks/bench_quick_real.json]
+    python -m benchmarks.bench_quick_real (--cifar DIR | --sample-tool PATH) [--voc DIR]
+        [--lessons 01,02,06] [--json results/benchmarks/bench_quick_real.json]
 
 Executes each lesson notebook top to bottom in a Jupyter kernel (nbclient, as "Run All" does)
 with ``COURSE_PROFILE=quick``, on a real CIFAR-format folder, in fresh checkpoint and results
@@ -11,9 +11,12 @@ the whole notebook's time, the result the lesson prints (test accuracy, validati
 mIoU) and, beside it, the promise in the lesson's header.
 
 Data: ``--cifar DIR`` holds ``cifar-10-batches-py/`` (the official download, or a copy with its
-own ``checksums.md5``). By default the course's real sample is written into a temporary folder
-with ``../shared/tools/cifar_sample.py`` (8,000 training + 2,000 held-back test images of the
-real CIFAR-10). Lessons 03-05 run when ``--voc DIR`` holds ``VOCdevkit/VOC2012`` (real VOC).
+own ``checksums.md5``). Or ``--sample-tool PATH`` (default: the environment variable
+``CIFAR_SAMPLE_TOOL``): an external script, not part of this repository, that is called as
+``python PATH OUT`` and writes a CIFAR-format sample with its ``checksums.md5`` into ``OUT`` (the
+figures in benchmarks/README.md used a sample of 8,000 training + 2,000 held-back test images of
+the real CIFAR-10); it is written into a temporary folder. Lessons 03-05 run when ``--voc DIR``
+holds ``VOCdevkit/VOC2012`` (real VOC).
 The load average is printed with the table: on 2 busy cores times swing 2-3x.
 """
 
@@ -34,7 +37,7 @@ from nbclient import NotebookClient
 from benchmarks.report import choose, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_TOOL = ROOT.parent / "shared" / "tools" / "cifar_sample.py"
+SAMPLE_TOOL_ENV = "CIFAR_SAMPLE_TOOL"  # optional: an external script that writes a real CIFAR sample
 LESSONS = {"01": "01_vgg16_cifar10.ipynb", "02": "02_resnet50_cifar10.ipynb",
            "03": "03_voc_segmentation_data.ipynb", "04": "04_unet_voc.ipynb",
            "05": "05_resnet_unet_voc.ipynb", "06": "06_custom_dataset_classifier.ipynb"}
@@ -113,21 +116,25 @@ def seconds_between(start: str, end: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cifar", type=Path, help="folder holding cifar-10-batches-py/ (default: the course's real sample)")
+    parser.add_argument("--cifar", type=Path, help="folder holding cifar-10-batches-py/")
+    parser.add_argument("--sample-tool", type=Path, default=os.environ.get(SAMPLE_TOOL_ENV) or None,
+                        help=f"instead of --cifar: an external script that writes a CIFAR-format sample "
+                             f"(python PATH OUT); default ${SAMPLE_TOOL_ENV}")
     parser.add_argument("--voc", type=Path, help="folder holding VOCdevkit/VOC2012 (real VOC): also runs 03-05")
     parser.add_argument("--lessons", default="01,02,06", help="comma-separated lesson numbers")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per cell")
     parser.add_argument("--json", type=Path, default=ROOT / "results" / "benchmarks" / "bench_quick_real.json")
     args = parser.parse_args()
     lessons = choose(parser, args.lessons, LESSONS)
+    if args.cifar is None and (args.sample_tool is None or not Path(args.sample_tool).is_file()):
+        parser.error(f"give --cifar DIR (holding cifar-10-batches-py/), or --sample-tool PATH (or "
+                     f"${SAMPLE_TOOL_ENV}) naming a script that writes a CIFAR-format sample; got {args.sample_tool}")
     work = Path(tempfile.mkdtemp(prefix="bench_quick_real-"))
     data = work / "data"
     data.mkdir()
     if args.cifar is None:
-        if not SAMPLE_TOOL.is_file():
-            parser.error(f"no --cifar folder and no sample tool at {SAMPLE_TOOL}")
-        subprocess.run([sys.executable, str(SAMPLE_TOOL), str(data)], check=True)
-        source = "the course's real CIFAR-10 sample (8,000 train / 2,000 held-back test images)"
+        subprocess.run([sys.executable, str(args.sample_tool), str(data)], check=True)
+        source = f"the CIFAR-10 sample written by {args.sample_tool}"
     else:
         (data / "cifar-10-batches-py").symlink_to((args.cifar / "cifar-10-batches-py").resolve())
         source = f"CIFAR-10 from {args.cifar}"

@@ -12,7 +12,7 @@ reported, with the ratio of the best epochs (less sensitive to load spikes). Bef
 timed, one epoch of each must give the same loss, accuracy and weights: a fast wrong loop is
 worth nothing.
 
-Goals (DECISIONS 4): on the CPU the engine costs at most 10 % over the bare loop (ratio >= 0.91;
+Goals (benchmarks/README.md): on the CPU the engine costs at most 10 % over the bare loop (ratio >= 0.91;
 no loop can be 1.5x faster than a bare forward/backward). On a GPU the engine, with AMP,
 channels_last and non_blocking copies, is >= 1.5x the textbook fp32 loop. Timings on a shared
 machine swing 2-3x: the torch thread count and the load average are printed with the table.

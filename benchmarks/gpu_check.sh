@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of the course in one call (issue 7), for the lent GPU machine or any CUDA box.
+# The GPU checks of the course in one call, for a lent GPU machine or any CUDA box.
 #
 #   bash benchmarks/gpu_check.sh            # writes logs and JSON reports to $OUT (default results/gpu)
 #   GPU_CHECK_MODELS=vgg16 bash benchmarks/gpu_check.sh   # one model only, when device time is short
