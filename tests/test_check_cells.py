@@ -15,6 +15,7 @@ output, so a FAIL below comes from the mistake, not from the harness.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import re
@@ -121,6 +122,122 @@ MISTAKES = {
 }
 
 
+# --- more plausible wrong answers for lessons 00, 01, 02 and 07: each check must see what one eval()
+# forward of one input cannot (module settings, train mode and gradients, other arguments, odd sizes)
+MISTAKES.update({
+    "00 normalize edits the caller's images in place": ("00_setup.ipynb", "1", {
+        "return (images - mean) / std": "return images.sub_(mean).div_(std)"}),
+    "00 normalize hard-codes three channels": ("00_setup.ipynb", "1", {
+        ".view(1, -1, 1, 1)": ".view(1, 3, 1, 1)"}),
+    "00 normalize always returns float32": ("00_setup.ipynb", "1", {
+        "return (images - mean) / std": "return ((images - mean) / std).float()"}),
+    "00 count_pixels hard-codes 21 classes": ("00_setup.ipynb", "2", {
+        "minlength=num_classes)": "minlength=21)"}),
+    "00 count_pixels without minlength": ("00_setup.ipynb", "2", {
+        "torch.bincount(labels.flatten(), minlength=num_classes)": "torch.bincount(labels.flatten())"}),
+    "00 count_pixels returns float counts": ("00_setup.ipynb", "2", {
+        "return torch.bincount(labels.flatten(), minlength=num_classes)":
+        "return torch.histc(labels.float(), bins=num_classes, min=0, max=num_classes - 1)"}),
+    "00 count_pixels overwrites 255 in the caller's mask": ("00_setup.ipynb", "2", {
+        "labels = mask[mask < num_classes]  # drops 255 (void)\n    return torch.bincount(labels.flatten(), minlength=num_classes)":
+        "mask[mask == 255] = num_classes\n    return torch.bincount(mask.flatten(), minlength=num_classes + 1)[:num_classes]"}),
+    "01 BatchNorm momentum 0.9 (Keras habit)": ("01_vgg16_cifar10.ipynb", "1", {
+        "layers.append(nn.BatchNorm2d(v))": "layers.append(nn.BatchNorm2d(v, momentum=0.9))"}),
+    "01 BatchNorm eps 1e-3": ("01_vgg16_cifar10.ipynb", "1", {
+        "layers.append(nn.BatchNorm2d(v))": "layers.append(nn.BatchNorm2d(v, eps=1e-3))"}),
+    "01 ReLU6 in make_layers": ("01_vgg16_cifar10.ipynb", "1", {
+        "        layers.append(nn.ReLU(inplace=True))": "        layers.append(nn.ReLU6(inplace=True))"}),
+    "01 make_layers ignores cfg": ("01_vgg16_cifar10.ipynb", "1", {"for v in cfg:": "for v in vgg.VGG16_CFG:"}),
+    "01 conv pads by reflection": ("01_vgg16_cifar10.ipynb", "1", {
+        "nn.Conv2d(in_channels, v, kernel_size=3, padding=1)": 
+        "nn.Conv2d(in_channels, v, kernel_size=3, padding=1, padding_mode=\"reflect\")"}),
+    "01 head ignores num_classes": ("01_vgg16_cifar10.ipynb", "2", {
+        "nn.Linear(512, num_classes)": "nn.Linear(512, 10)"}),
+    "01 head with dropout 0.2": ("01_vgg16_cifar10.ipynb", "2", {"nn.Dropout(0.5),": "nn.Dropout(0.2),"}),
+    "01 softmax in forward": ("01_vgg16_cifar10.ipynb", "2", {
+        "return self.classifier(x)  # (N, num_classes)": "return self.classifier(x).softmax(dim=1)"}),
+    "01 features detached from the head": ("01_vgg16_cifar10.ipynb", "2", {
+        "x = self.features(x)  # (N, 512, 1, 1)": "x = self.features(x).detach()"}),
+    "01 ReLU6 in the head": ("01_vgg16_cifar10.ipynb", "2", {
+        "            nn.ReLU(inplace=True),\n            nn.Dropout(0.5),": "            nn.ReLU6(inplace=True),\n            nn.Dropout(0.5),"}),
+    "01 init only the direct children": ("01_vgg16_cifar10.ipynb", "3", {
+        "for m in module.modules():\n        if isinstance(m, nn.Conv2d):\n            nn.init.kaiming_normal_":
+        "for m in module.children():\n        if isinstance(m, nn.Conv2d):\n            nn.init.kaiming_normal_"}),
+    "01 Kaiming uniform": ("01_vgg16_cifar10.ipynb", "3", {
+        'nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")\n            if m.bias is not None:\n                nn.init.zeros_(m.bias)\n        elif isinstance(m, nn.BatchNorm2d):\n            nn.init.ones_(m.weight)\n            nn.init.zeros_(m.bias)\n        elif isinstance(m, nn.Linear):\n            nn.init.normal_(m.weight, 0, 0.01)\n            nn.init.zeros_(m.bias)\n    ### END':
+        'nn.init.kaiming_uniform_(m.weight, mode="fan_out", nonlinearity="relu")\n            if m.bias is not None:\n                nn.init.zeros_(m.bias)\n        elif isinstance(m, nn.BatchNorm2d):\n            nn.init.ones_(m.weight)\n            nn.init.zeros_(m.bias)\n        elif isinstance(m, nn.Linear):\n            nn.init.normal_(m.weight, 0, 0.01)\n            nn.init.zeros_(m.bias)\n    ### END'}),
+    "01 Kaiming std written for 3x3 kernels only": ("01_vgg16_cifar10.ipynb", "3", {
+        'nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")\n            if m.bias is not None:\n                nn.init.zeros_(m.bias)\n        elif isinstance(m, nn.BatchNorm2d):\n            nn.init.ones_(m.weight)\n            nn.init.zeros_(m.bias)\n        elif isinstance(m, nn.Linear):\n            nn.init.normal_(m.weight, 0, 0.01)\n            nn.init.zeros_(m.bias)\n    ### END':
+        'nn.init.normal_(m.weight, 0, (2 / (m.out_channels * 9)) ** 0.5)\n            if m.bias is not None:\n                nn.init.zeros_(m.bias)\n        elif isinstance(m, nn.BatchNorm2d):\n            nn.init.ones_(m.weight)\n            nn.init.zeros_(m.bias)\n        elif isinstance(m, nn.Linear):\n            nn.init.normal_(m.weight, 0, 0.01)\n            nn.init.zeros_(m.bias)\n    ### END'}),
+    "01 Xavier for the linear layers": ("01_vgg16_cifar10.ipynb", "3", {
+        "            nn.init.normal_(m.weight, 0, 0.01)\n            nn.init.zeros_(m.bias)\n    ### END":
+        "            nn.init.xavier_normal_(m.weight)\n            nn.init.zeros_(m.bias)\n    ### END"}),
+    "01 training loop without zero_grad": ("01_vgg16_cifar10.ipynb", "4", {
+        "        optimizer.zero_grad()  # backward adds to .grad: clear the previous batch's gradient\n": ""}),
+    "01 scheduler stepped once per epoch": ("01_vgg16_cifar10.ipynb", "4", {
+        "        scheduler.step()  # the schedule is per batch\n": "",
+        "    return loss_sum / num_images\n    ### END": "    scheduler.step()\n    return loss_sum / num_images\n    ### END"}),
+    "01 training loop without model.train()": ("01_vgg16_cifar10.ipynb", "4", {
+        "    model.train()  # BatchNorm on batch statistics, dropout on\n": ""}),
+    "01 backward after the optimizer step": ("01_vgg16_cifar10.ipynb", "4", {
+        "        loss.backward()\n        optimizer.step()\n": "        optimizer.step()\n        loss.backward()\n"}),
+    "01 zero_grad between backward and step": ("01_vgg16_cifar10.ipynb", "4", {
+        "        optimizer.zero_grad()  # backward adds to .grad: clear the previous batch's gradient\n        loss.backward()\n":
+        "        loss.backward()\n        optimizer.zero_grad()\n"}),
+    "01 loop returns the mean of batch means": ("01_vgg16_cifar10.ipynb", "4", {
+        "loss_sum += loss.item() * images.shape[0]": "loss_sum += loss.item()",
+        "num_images += images.shape[0]": "num_images += 1"}),
+    "01 scheduler stepped before the optimizer": ("01_vgg16_cifar10.ipynb", "4", {
+        "        optimizer.step()\n        scheduler.step()  # the schedule is per batch\n":
+        "        scheduler.step()\n        optimizer.step()\n"}),
+    "01 loop returns the last batch's loss": ("01_vgg16_cifar10.ipynb", "4", {
+        "return loss_sum / num_images": "return loss.item()"}),
+    "02 downsample only when the stride changes (layer1's first block)": ("02_resnet50_cifar10.ipynb", "1", {
+        "if stride != 1 or in_channels != out_channels:": "if stride != 1:"}),
+    "02 block BatchNorm momentum 0.9": ("02_resnet50_cifar10.ipynb", "1", {
+        "self.bn1 = nn.BatchNorm2d(middle_channels)": "self.bn1 = nn.BatchNorm2d(middle_channels, momentum=0.9)"}),
+    "02 block with ReLU6": ("02_resnet50_cifar10.ipynb", "1", {
+        "        self.bn3 = nn.BatchNorm2d(out_channels)\n        self.relu = nn.ReLU(inplace=True)":
+        "        self.bn3 = nn.BatchNorm2d(out_channels)\n        self.relu = nn.ReLU6(inplace=True)"}),
+    "02 F.relu6 after the add": ("02_resnet50_cifar10.ipynb", "1", {
+        "return self.relu(out + identity)": "return nn.functional.relu6(out + identity)"}),
+    "02 projection shortcut detached": ("02_resnet50_cifar10.ipynb", "1", {
+        "identity = x if self.downsample is None else self.downsample(x)":
+        "identity = x if self.downsample is None else self.downsample(x).detach()"}),
+    "02 expansion hard-coded as 4 x middle": ("02_resnet50_cifar10.ipynb", "1", {
+        "self.conv3 = nn.Conv2d(middle_channels, out_channels, kernel_size=1, bias=False)\n        self.bn3 = nn.BatchNorm2d(out_channels)":
+        "self.conv3 = nn.Conv2d(middle_channels, 4 * middle_channels, kernel_size=1, bias=False)\n        self.bn3 = nn.BatchNorm2d(4 * middle_channels)"}),
+    "02 make_stage ignores its block argument": ("02_resnet50_cifar10.ipynb", "2", {
+        "[block(in_channels, middle, out, stride=stride)]": "[ResidualBlock(in_channels, middle, out, stride=stride)]",
+        "[block(out, middle, out) for": "[ResidualBlock(out, middle, out) for"}),
+    "02 make_stage builds one block too many": ("02_resnet50_cifar10.ipynb", "2", {
+        "for _ in range(blocks - 1)]": "for _ in range(blocks)]"}),
+    "02 stride on the last block of a stage": ("02_resnet50_cifar10.ipynb", "2", {
+        "layers = [block(in_channels, middle, out, stride=stride)]  # the only block that changes the shape\n    layers += [block(out, middle, out) for _ in range(blocks - 1)]":
+        "layers = [block(in_channels, middle, out)]\n    layers += [block(out, middle, out, stride=stride if i == blocks - 2 else 1) for i in range(blocks - 1)]"}),
+    "02 make_stage returns a ModuleList": ("02_resnet50_cifar10.ipynb", "2", {
+        "return nn.Sequential(*layers)\n    ### END": "return nn.ModuleList(layers)\n    ### END"}),
+    "02 fc ignores num_classes": ("02_resnet50_cifar10.ipynb", "3", {
+        "self.fc = nn.Linear(2048, num_classes)": "self.fc = nn.Linear(2048, 10)"}),
+    "02 stem BatchNorm momentum 0.9": ("02_resnet50_cifar10.ipynb", "3", {
+        "self.bn1 = nn.BatchNorm2d(64)": "self.bn1 = nn.BatchNorm2d(64, momentum=0.9)"}),
+    "02 stem with relu6 in forward": ("02_resnet50_cifar10.ipynb", "3", {
+        "x = self.maxpool(self.relu(self.bn1(self.conv1(x))))": "x = self.maxpool(nn.functional.relu6(self.bn1(self.conv1(x))))"}),
+    "02 pooled features detached from the stages": ("02_resnet50_cifar10.ipynb", "3", {
+        "x = torch.flatten(self.avgpool(x), 1)": "x = torch.flatten(self.avgpool(x), 1).detach()"}),
+    "02 CIFAR stem keeps a max-pool": ("02_resnet50_cifar10.ipynb", "3", {
+        'if stem == "imagenet" else nn.Identity()': 'if stem == "imagenet" else nn.MaxPool2d(kernel_size=3, stride=1, padding=1)'}),
+    "07 true division instead of //": ("07_model_comparison.ipynb", "1", {"// stride + 1": "/ stride + 1"}),
+    "07 padding counted once": ("07_model_comparison.ipynb", "1", {"+ 2 * padding -": "+ padding -"}),
+    "07 output width from the height": ("07_model_comparison.ipynb", "1", {
+        "out_width = (width + 2 * padding": "out_width = (height + 2 * padding"}),
+    "07 FLOPs instead of multiply-adds": ("07_model_comparison.ipynb", "1", {
+        "return out_channels * out_height": "return 2 * out_channels * out_height"}),
+    "07 output size rounded up": ("07_model_comparison.ipynb", "1", {
+        "- kernel_size) // stride + 1": "- kernel_size + stride - 1) // stride + 1"}),
+})
+
+
 @pytest.mark.parametrize("name", MISTAKES)
 def test_check_cells_reject_a_wrong_answer(name):
     lesson, question, mistake = MISTAKES[name]
@@ -137,6 +254,47 @@ ALTERNATIVES = {
     "00 count_pixels drops 255 by name": ("00_setup.ipynb", "2", {
         "labels = mask[mask < num_classes]": "labels = mask[mask != 255]"}),
 }
+
+
+ALTERNATIVES.update({
+    "00 normalize with (C, 1, 1) statistics": ("00_setup.ipynb", "1", {".view(1, -1, 1, 1)": "[:, None, None]"}),
+    "00 count_pixels without flatten": ("00_setup.ipynb", "2", {
+        "torch.bincount(labels.flatten(), minlength=num_classes)": "labels.bincount(minlength=num_classes)"}),
+    "01 make_layers with ReLU(inplace=False) and MaxPool2d(2)": ("01_vgg16_cifar10.ipynb", "1", {
+        "        layers.append(nn.ReLU(inplace=True))": "        layers.append(nn.ReLU())",
+        "nn.MaxPool2d(kernel_size=2, stride=2)": "nn.MaxPool2d(2)"}),
+    "01 make_layers with padding='same'": ("01_vgg16_cifar10.ipynb", "1", {
+        "nn.Conv2d(in_channels, v, kernel_size=3, padding=1)": 'nn.Conv2d(in_channels, v, 3, padding="same")'}),
+    "01 head with ReLU() and Dropout(p=0.5)": ("01_vgg16_cifar10.ipynb", "2", {
+        "            nn.ReLU(inplace=True),\n            nn.Dropout(0.5),": "            nn.ReLU(),\n            nn.Dropout(p=0.5),"}),
+    "01 init with default nonlinearity and a manual normal": ("01_vgg16_cifar10.ipynb", "3", {
+        'nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")':
+        "nn.init.normal_(m.weight, 0, (2 / (m.out_channels * m.kernel_size[0] * m.kernel_size[1])) ** 0.5)",
+        "elif isinstance(m, nn.BatchNorm2d):": "elif isinstance(m, nn.modules.batchnorm._BatchNorm):"}),
+    "01 init with kaiming_normal_ defaults and constant_": ("01_vgg16_cifar10.ipynb", "3", {
+        'nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")': 'nn.init.kaiming_normal_(m.weight, mode="fan_out")',
+        "            nn.init.ones_(m.weight)": "            nn.init.constant_(m.weight, 1)"}),
+    "01 loop: zero_grad after the step, mean over the dataset": ("01_vgg16_cifar10.ipynb", "4", {
+        "        optimizer.zero_grad()  # backward adds to .grad: clear the previous batch's gradient\n": "",
+        "        optimizer.step()\n": "        optimizer.step()\n        model.zero_grad(set_to_none=False)\n",
+        "return loss_sum / num_images": "return float(loss_sum / len(loader.dataset))"}),
+    "01 loop: loss summed as a tensor, zero_grad first": ("01_vgg16_cifar10.ipynb", "4", {
+        "loss_sum += loss.item() * images.shape[0]": "loss_sum += loss.detach() * len(labels)",
+        "return loss_sum / num_images": "return (loss_sum / num_images).item()"}),
+    "02 block with F.relu in forward": ("02_resnet50_cifar10.ipynb", "1", {
+        "out = self.relu(self.bn1(self.conv1(x)))": "out = nn.functional.relu(self.bn1(self.conv1(x)))",
+        "return self.relu(out + identity)": "return torch.relu(out + identity)"}),
+    "02 make_stage with a loop and positional stride": ("02_resnet50_cifar10.ipynb", "2", {
+        "layers = [block(in_channels, middle, out, stride=stride)]  # the only block that changes the shape\n    layers += [block(out, middle, out) for _ in range(blocks - 1)]":
+        "layers = []\n    for i in range(blocks):\n        layers.append(block(in_channels if i == 0 else out, middle, out, stride if i == 0 else 1))"}),
+    "02 ResNet50 with x.flatten(1) and AdaptiveAvgPool2d(1)": ("02_resnet50_cifar10.ipynb", "3", {
+        "x = torch.flatten(self.avgpool(x), 1)": "x = self.avgpool(x).flatten(1)",
+        "self.avgpool = nn.AdaptiveAvgPool2d((1, 1))": "self.avgpool = nn.AdaptiveAvgPool2d(1)"}),
+    "07 conv2d_macs with math.floor and k ** 2": ("07_model_comparison.ipynb", "1", {
+        "out_height = (height + 2 * padding - kernel_size) // stride + 1":
+        "import math\n    out_height = math.floor((height + 2 * padding - kernel_size) / stride) + 1",
+        "in_channels * kernel_size * kernel_size": "in_channels * kernel_size ** 2"}),
+})
 
 
 @pytest.mark.parametrize("name", ALTERNATIVES)
@@ -161,3 +319,14 @@ def test_every_graded_check_cell_has_a_mistake_it_rejects():
                      for m in [re.search(r"^# Question (\d+)$", cell.source, re.M)] if m}
         missing = sorted(q for q in questions if (path.name, q) not in covered)
         assert not missing, f"{path.name}: no wrong answer is tried on Question(s) {missing}"
+
+
+@pytest.mark.parametrize("lesson", ["00_setup.ipynb", "01_vgg16_cifar10.ipynb", "02_resnet50_cifar10.ipynb",
+                                    "07_model_comparison.ipynb"])
+def test_each_question_of_lessons_00_to_02_and_07_rejects_three_mistakes(lesson):
+    """Issue 19.1: at least three plausible wrong answers per question (one catches little)."""
+    nb = nbformat.read(NOTEBOOKS / lesson, as_version=4)
+    questions = {m.group(1) for cell in nb.cells if "NBVAL_CHECK_OUTPUT" in cell.source
+                 for m in [re.search(r"^# Question (\d+)$", cell.source, re.M)] if m}
+    tried = collections.Counter(q for name, (path, q, _) in MISTAKES.items() if path == lesson)
+    assert {q: tried[q] for q in questions if tried[q] < 3} == {}

@@ -276,3 +276,113 @@ def test_count_torch_calls_sees_functions_and_methods_alike():
     with checks.CountTorchCalls() as calls:
         pass
     assert calls["bincount"] == 0
+
+
+# check_same_settings, check_same_training, input_scale, labelled (issue 19.1: what an eval() forward misses)
+
+def block(bn=None, act=nn.ReLU, p=0.5) -> nn.Sequential:
+    """A conv, BatchNorm, activation, dropout and linear head; BatchNorm settings as keyword arguments."""
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4, **(bn or {})), act(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(p), nn.Linear(4, 3))
+
+
+class FunctionalRelu(nn.Module):
+    """The same network with F.relu in forward instead of an activation module: a right answer."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.drop, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Dropout(0.5), nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = torch.nn.functional.relu(self.bn(self.conv(x)))
+        return self.fc(self.drop(x.mean(dim=(2, 3))))
+
+
+@pytest.mark.parametrize("mine", [block(), block(act=lambda: nn.ReLU(inplace=True)), FunctionalRelu()])
+def test_check_same_settings_passes_right_answers(capsys, mine):
+    assert passes(capsys, checks.check_same_settings, mine, block())
+
+
+@pytest.mark.parametrize("mine", [block(bn={"momentum": 0.9}), block(bn={"eps": 1e-3}), block(act=nn.ReLU6),
+                                  block(act=nn.LeakyReLU), block(p=0.2)])
+def test_check_same_settings_fails_what_eval_cannot_see(capsys, mine):
+    out = checks.check_same_settings(mine, block())
+    line = capsys.readouterr().out
+    assert out is None and line.startswith("FAIL got ") and " expected " in line and line.count("\n") == 1, line
+
+
+def test_check_same_training_passes_same_and_functional_relu(capsys):
+    torch.manual_seed(0)
+    assert passes(capsys, checks.check_same_training, block(), block(), input_shape=(4, 3, 6, 6))
+    assert passes(capsys, checks.check_same_training, FunctionalRelu(), block(), input_shape=(4, 3, 6, 6))
+
+
+class Detached(nn.Sequential):
+    def forward(self, x):
+        return super().forward(x).detach() + 0 * x.sum()  # no gradient reaches the parameters
+
+
+@pytest.mark.parametrize("mine", [block(bn={"momentum": 0.9}), block(p=0.2), Detached(*block())])
+def test_check_same_training_fails_momentum_dropout_and_detached(capsys, mine):
+    assert not passes(capsys, checks.check_same_training, mine, block(), input_shape=(4, 3, 6, 6))
+
+
+def test_check_same_training_leaves_the_random_state_and_never_raises(capsys):
+    mine, reference = block(), block()
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    checks.check_same_training(mine, reference, input_shape=(4, 3, 6, 6))
+    assert torch.equal(torch.rand(3), expected)  # dropout masks drawn under their own seed
+    capsys.readouterr()
+    assert not passes(capsys, checks.check_same_training, Raises(RuntimeError("boom")), nn.Linear(3, 2), input_shape=(2, 3))
+
+
+def test_check_same_as_large_inputs_catch_a_clipping_activation(capsys):
+    clipped = block(act=nn.ReLU6)
+    assert passes(capsys, checks.check_same_as, clipped, block(), input_shape=(2, 3, 6, 6))  # small inputs: no clip
+    line = one_line(capsys, checks.check_same_as, clipped, block(), input_shape=(2, 3, 6, 6), input_scale=100)
+    assert line.startswith("FAIL got different outputs")
+    line = one_line(capsys, checks.check_same_as, block(), block(), input_shape=(2, 3, 6, 6), input_scale=100)
+    assert line == "PASS same parameters and output as reference (inputs x100)"
+
+
+def test_labelled_appends_the_case_to_each_line(capsys):
+    with checks.labelled("num_classes=7"):
+        checks.check_equal(1, 1, "a")
+        checks.check_equal(1, 2, "b")
+    assert capsys.readouterr().out == "PASS a 1 (num_classes=7)\nFAIL got b 1 expected b 2 (num_classes=7)\n"
+
+
+# question(N): Run All never stops at an unanswered or crashing question ------------------------
+
+def run_cell(source: str, namespace: dict, number: int) -> None:
+    """Run ``source`` as a notebook cell would: compiled under a file name outside the package."""
+    exec(compile(source, f"/tmp/ipykernel_0/{number}.py", "exec"), namespace)
+
+
+def test_question_reports_a_stub_in_one_line(capsys):
+    namespace = {"checks": checks}
+    run_cell("def make_layers(cfg):\n    raise NotImplementedError()\n", namespace, 1)
+    run_cell("with checks.question(1):\n    checks.check_param_count(make_layers([64]), 10)\n", namespace, 2)
+    assert capsys.readouterr().out == "Question 1: not answered yet (make_layers raises NotImplementedError)\n"
+
+
+def test_question_tells_a_missing_cell_from_a_typo_inside_the_answer(capsys):
+    namespace = {"checks": checks}
+    run_cell("with checks.question(2):\n    make_stage(1)\n", namespace, 3)
+    assert capsys.readouterr().out == (
+        "Question 2: FAIL make_stage is not defined: run the cell that defines it (above this one) first\n")
+    run_cell("def make_stage(n):\n    return nn.Sequential()\n", namespace, 4)  # `nn` was never imported
+    run_cell("with checks.question(2):\n    make_stage(1)\n", namespace, 5)
+    line = capsys.readouterr().out
+    assert line.startswith("Question 2: FAIL your code raised NameError: name 'nn' is not defined (in make_stage, line 2")
+
+
+def test_question_reports_a_crash_with_where_it_happened(capsys):
+    namespace = {"checks": checks}
+    run_cell("def f(x):\n    return x[3]\n", namespace, 6)
+    run_cell("with checks.question(3):\n    f([1])\n", namespace, 7)
+    out = capsys.readouterr().out
+    assert out.startswith("Question 3: FAIL your code raised IndexError: list index out of range (in f, line 2")
+    assert out.count("\n") == 1

@@ -5,8 +5,9 @@ ignores cell tags). Inside this block:
 
 - a stub's ``raise NotImplementedError`` prints ``Question 1: not answered yet (make_layers
   raises NotImplementedError)``;
-- a name that is not defined (the cell that defines it was not run, or sits below this one)
-  prints which name and what to do;
+- a name that the check cell uses but that is not defined (the cell that defines it was not run,
+  or sits below this one) prints which name and what to do; a ``NameError`` inside the student's
+  function (a typo there) is reported like any other error, with where it happened;
 - any other error raised by the student's code prints one ``FAIL`` line with the error and where
   it happened (function and line), so the student knows where to look.
 
@@ -73,9 +74,13 @@ def question(number: int | str) -> Iterator[None]:
         else:
             print(f"{label}: FAIL your code raised {_one_line(error)}{_where(error)}", flush=True)
     except NameError as error:
-        name = getattr(error, "name", None) or str(error)
-        print(f"{label}: FAIL {name!s} is not defined: run the cell that defines it (above this one) first",
-              flush=True)
+        cells = [f for f in traceback.extract_tb(error.__traceback__) if not _is_library(f.filename)]
+        if len(cells) > 1:  # raised inside the student's function, not by the check cell: a bug there
+            print(f"{label}: FAIL your code raised {_one_line(error)}{_where(error)}", flush=True)
+        else:  # the check cell itself names something that is not defined yet
+            name = getattr(error, "name", None) or str(error)
+            print(f"{label}: FAIL {name!s} is not defined: run the cell that defines it (above this one) first",
+                  flush=True)
     except Exception as error:  # a crashing answer: one line, and Run All goes on
         print(f"{label}: FAIL your code raised {_one_line(error)}{_where(error)}", flush=True)
 
