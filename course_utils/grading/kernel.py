@@ -1,0 +1,71 @@
+"""The graded kernel's launcher: limits, then ``ipykernel`` in the same process.
+
+Started by ``worker`` (through the kernelspec that ``sandbox`` writes) as
+``python -m course_utils.grading.kernel -f CONNECTION_FILE``. Before the student's code runs it:
+
+- caps the kernel's address space at ``$COURSE_GRADE_MEMORY`` bytes (``RLIMIT_AS``): a huge
+  allocation raises ``MemoryError`` in the cell instead of waking the host's OOM killer;
+- on Linux, in the worker's own mount namespace, makes ``$COURSE_GRADE_READONLY`` (the checkout,
+  the references, the Python installation, the result files; ``os.pathsep``-separated) read-only,
+  then gives up every capability (as root: no way to remount them, to override file
+  permissions or to signal other users' processes);
+
+then replaces itself with ``ipykernel`` (``os.execv``), keeping its process id.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import sys
+
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC = 1, 32, 4096, 16384
+PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
+
+
+def read_only(paths: list[str]) -> None:
+    """Bind each path onto itself read-only (only in this mount namespace); OSError if refused."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for path in paths:
+        if not os.path.exists(path):
+            continue
+        if (libc.mount(path.encode(), path.encode(), None, MS_BIND | MS_REC, None) != 0 or
+                libc.mount(None, path.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY, None) != 0):
+            raise OSError(ctypes.get_errno(), f"cannot make {path} read-only")
+
+
+def drop_capabilities() -> None:
+    """Empty the capability bounding set: after ``execv`` even root has no capabilities."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    for capability in range(64):
+        libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)  # fails (harmlessly) past the last one
+
+
+def mount_namespace() -> str:
+    """This process's mount namespace ("" where there is no such thing)."""
+    try:
+        return os.readlink("/proc/self/ns/mnt")
+    except OSError:
+        return ""
+
+
+def main(argv: list[str]) -> None:
+    memory = int(os.environ.get("COURSE_GRADE_MEMORY", "0"))
+    if memory > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    paths = [p for p in os.environ.get("COURSE_GRADE_READONLY", "").split(os.pathsep) if p]
+    # Only in a mount namespace of our own: never make the grader's (the whole machine's) files read-only.
+    grader = os.environ.get("COURSE_GRADE_HOST_MOUNTS", "")
+    if paths and sys.platform == "linux" and grader and mount_namespace() not in ("", grader):
+        try:
+            read_only(paths)
+            drop_capabilities()
+        except OSError:
+            pass  # no mount namespace (sandbox.isolation() said so): the README says what is then open
+    os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", *argv])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

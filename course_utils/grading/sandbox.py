@@ -1,0 +1,226 @@
+"""Step 2 of grading: run one graded copy where it cannot touch the course or other submissions.
+
+At the start of a class run, ``Course.snapshot`` reads the reference notebooks and the
+``course_utils`` package into memory, with their hashes. Each submission then runs in a new
+temporary folder holding a copy of both, written from that snapshot (never from the live
+checkout, which a student may have changed):
+
+    <tmp>/course/course_utils/        the package the kernel imports (first on PYTHONPATH)
+    <tmp>/course/notebooks/           the reference notebooks; the kernel's working directory
+    <tmp>/course/{data,results,checkpoints}   COURSE_DATA, COURSE_RESULTS, COURSE_CHECKPOINTS
+    <tmp>/home/                       HOME (caches, matplotlib, IPython)
+    <tmp>/job/                        the graded copy and the kernelspec (the worker's)
+
+The worker (``worker.py``, the kernel's parent) runs in a new session; on Linux, in its own PID,
+network and mount namespaces (``unshare``): the kernel has no network, every process the student
+starts, detached or not, dies with the worker, and ``kernel.py`` makes the checkout, the Python
+installation and the result files read-only for it. The kernel's memory is capped
+(``RLIMIT_AS``), each cell's time and the whole submission's time are capped, and the worker's
+process group is killed afterwards. After each submission the live references and package are
+hashed again: a change is reported (later submissions use the snapshot anyway).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbformat import NotebookNode
+
+PACKAGE = Path(__file__).resolve().parents[1]  # the live course_utils
+
+
+@dataclass
+class Limits:
+    """What one submission may use."""
+
+    cell_seconds: int = 120
+    submission_seconds: int = 900
+    memory_bytes: int = 6 << 30
+    profile: str | None = "ci"
+    read_only: list[str] = field(default_factory=list)  # besides the checkout and Python (e.g. result files)
+
+
+@dataclass
+class Course:
+    """The references and the package as they were when grading started: ``{relative path: bytes}``."""
+
+    reference_dir: Path
+    files: dict[str, bytes]
+    hashes: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def snapshot(cls, reference_dir: Path, package: Path = PACKAGE) -> "Course":
+        reference_dir = Path(reference_dir)
+        files = {f"notebooks/{p.name}": p.read_bytes() for p in sorted(reference_dir.glob("*.ipynb"))}
+        for path in sorted(package.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                files[f"course_utils/{path.relative_to(package).as_posix()}"] = path.read_bytes()
+        course = cls(reference_dir, files)
+        course.hashes = course.live_hashes()
+        return course
+
+    def live_path(self, key: str) -> Path:
+        top, rest = key.split("/", 1)
+        return self.reference_dir / rest if top == "notebooks" else PACKAGE / rest
+
+    def live_hashes(self) -> dict[str, str]:
+        """The hashes of the live files now ("" for a file that is gone)."""
+        def digest(path: Path) -> str:
+            try:
+                return hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                return ""
+        return {key: digest(self.live_path(key)) for key in self.files}
+
+    def changed(self) -> list[str]:
+        """The live files that differ from the last check (and records them, so each is told once)."""
+        now = self.live_hashes()
+        changed = [str(self.live_path(key)) for key in now if now[key] != self.hashes[key]]
+        self.hashes = now
+        return changed
+
+    def reference(self, name: str) -> NotebookNode:
+        return nbformat.reads(self.files[f"notebooks/{name}"].decode("utf-8"), as_version=4)
+
+    def write(self, root: Path) -> None:
+        for key, data in self.files.items():
+            path = root / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
+
+@functools.cache
+def isolation() -> tuple[list[str], bool]:
+    """The ``unshare`` prefix this machine allows (``[]``: none), and whether it maps root (user namespace)."""
+    if sys.platform != "linux" or not shutil.which("unshare"):
+        return [], False
+    namespaces = ["--mount", "--net", "--pid", "--fork", "--kill-child"]
+    for prefix, mapped in ((["unshare", *namespaces], False),
+                           (["unshare", "--user", "--map-root-user", *namespaces], True)):
+        try:
+            if subprocess.run(prefix + ["true"], capture_output=True, timeout=30).returncode == 0:
+                return prefix, mapped
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return [], False
+
+
+def protected(reference_dir: Path, extra: list[str]) -> list[str]:
+    """What the kernel must not write: the checkout, the references, Python and its packages, ``extra``."""
+    import site
+    paths = [PACKAGE.parent, Path(reference_dir), sys.prefix, sys.base_prefix, sys.exec_prefix,
+             *site.getsitepackages(), *extra]
+    return sorted({str(Path(p).resolve()) for p in paths if Path(p).exists()})
+
+
+_RUNNING: set[int] = set()  # process groups of the workers running now (killed on Ctrl-C)
+_LOCK = threading.Lock()
+
+
+def kill_all() -> None:
+    """Kill every running worker with its namespace (the grader was interrupted)."""
+    with _LOCK:
+        for pgid in list(_RUNNING):
+            _killpg(pgid)
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _environment(tmp: Path, limits: Limits, read_only: list[str]) -> dict[str, str]:
+    from course_utils.grading.kernel import mount_namespace
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COURSE_", "JUPYTER_", "PYTHON"))}
+    course, home = tmp / "course", tmp / "home"
+    env.update(PYTHONPATH=str(course), HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"),
+               MPLCONFIGDIR=str(home / ".matplotlib"), IPYTHONDIR=str(home / ".ipython"),
+               JUPYTER_RUNTIME_DIR=str(tmp / "job" / "runtime"), PYTHONNOUSERSITE="1",
+               COURSE_DATA=str(course / "data"), COURSE_RESULTS=str(course / "results"),
+               COURSE_CHECKPOINTS=str(course / "checkpoints"), COURSE_GRADE_MEMORY=str(limits.memory_bytes),
+               COURSE_GRADE_READONLY=os.pathsep.join(read_only), COURSE_GRADE_HOST_MOUNTS=mount_namespace(),
+               MPLBACKEND="agg")
+    env.setdefault("OMP_NUM_THREADS", "1")  # ci models are tiny; parallel jobs share the cores
+    if limits.profile:
+        env["COURSE_PROFILE"] = limits.profile
+    return env
+
+
+def _prepare(tmp: Path, course: Course, graded: NotebookNode) -> dict:
+    """Lay out the submission's folder (module docstring); returns the worker's job."""
+    course.write(tmp / "course")
+    for name in ("notebooks", "data", "results", "checkpoints"):
+        (tmp / "course" / name).mkdir(parents=True, exist_ok=True)
+    (tmp / "home").mkdir()
+    job = tmp / "job"
+    (job / "runtime").mkdir(parents=True)
+    (job / "ipc").mkdir()
+    kernels = job / "kernels" / "graded"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "course_utils.grading.kernel", "-f", "{connection_file}"],
+        "display_name": "graded", "language": "python"}))
+    nbformat.write(graded, job / "graded.ipynb")
+    return {"notebook": str(job / "graded.ipynb"), "cwd": str(tmp / "course" / "notebooks"),
+            "kernels": str(job / "kernels"), "ipc": str(job / "ipc" / "kernel")}
+
+
+def run(graded: NotebookNode, course: Course, limits: Limits) -> tuple[list[dict], str]:
+    """Run a graded copy in a new folder; returns (one record per code cell, as ``worker`` makes
+    them, and why the run stopped early or ""). The folder's random name, which a cell may print
+    (in an error message, say), is replaced by ``<grading folder>``: grades do not vary between runs."""
+    prefix, _ = isolation()
+    nonce = secrets.token_hex(16)
+    tmp = Path(tempfile.mkdtemp(prefix="course-grade-"))
+    try:
+        job = _prepare(tmp, course, graded)
+        job.update(cell_timeout=limits.cell_seconds, nonce=nonce)
+        command = prefix + [sys.executable, "-m", "course_utils.grading.worker"]
+        read_only = protected(course.reference_dir, limits.read_only) if "--mount" in prefix else []
+        env = _environment(tmp, limits, read_only)
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL, env=env, cwd=tmp / "job", text=True,
+                                   start_new_session=True)
+        with _LOCK:
+            _RUNNING.add(process.pid)
+        stopped = ""
+        try:
+            output, _ = process.communicate(json.dumps(job) + "\n", timeout=limits.submission_seconds)
+        except subprocess.TimeoutExpired:
+            _killpg(process.pid)
+            output, _ = process.communicate()
+            stopped = f"not run: the submission was stopped after {limits.submission_seconds} s (its time limit)"
+        finally:
+            _killpg(process.pid)
+            with _LOCK:
+                _RUNNING.discard(process.pid)
+        messages = [json.loads(line[len(nonce):]) for line in output.splitlines() if line.startswith(nonce)]
+        for message in messages:
+            if "kernel_pid" in message and not prefix:  # without a PID namespace: kill its group too
+                _killpg(message["kernel_pid"])
+        cells = next((m["cells"] for m in messages if "cells" in m), [])
+        error = next((m["error"] for m in messages if "error" in m), "")
+        if not stopped and error:
+            stopped = f"not run: {error}"
+        elif not stopped and not any("cells" in m for m in messages):
+            stopped = f"not run: the grading process ended early (exit status {process.returncode})"
+        cells = json.loads(json.dumps(cells).replace(str(tmp), "<grading folder>"))
+        return cells, stopped
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
