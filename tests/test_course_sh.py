@@ -25,7 +25,7 @@ FAKE_PYTHON = """#!/bin/sh
 # A venv's python that logs every call; `-c` answers as a venv with pip and torch+$FAKE_BUILD.
 echo "python $*" >> "$FAKE_LOG"
 case "$1" in
-  -c) case "$2" in *importlib.metadata*) echo "$FAKE_BUILD" ;; esac ;;
+  -c) case "$2" in *torch.__version__*) echo "$FAKE_BUILD" ;; esac ;;
   -m) [ "$2" = pytest ] || [ "$2" = jupyterlab ] && echo "OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}" >> "$FAKE_LOG" ;;
 esac
 exit 0
@@ -49,7 +49,7 @@ def fake(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python3").symlink_to(os.path.realpath(sys.executable))  # a real interpreter, not a shim
-    for tool in ("grep", "dirname", "id", "rm", "touch", "mkdir", "chmod"):
+    for tool in ("grep", "dirname", "id", "rm", "touch", "mkdir", "chmod", "uname"):
         if shutil.which(tool):
             (bin_dir / tool).symlink_to(shutil.which(tool))
     env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "COURSE_VENV": str(venv),
@@ -101,6 +101,25 @@ def test_a_broken_nvidia_smi_counts_as_no_gpu(fake):
     executable(fake.bin / "nvidia-smi", "#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
     run = bash("PYTHON=python3; choose_torch_index", fake.env)
     assert "no NVIDIA GPU" in run.stderr
+
+
+def test_on_macos_the_default_build_is_taken_without_asking_the_cpu_index(fake):
+    (fake.bin / "uname").unlink()
+    executable(fake.bin / "uname", "#!/bin/sh\necho Darwin\n")
+    run = bash("PYTHON=python3; choose_torch_index", fake.env)
+    assert run.stdout == "\n" and "macOS: installing PyTorch's default build" in run.stderr
+
+
+def test_installed_build_reads_torch_version_not_pip_metadata(tmp_path):
+    """A CUDA wheel's pip metadata may say 2.14.1 while torch.__version__ says 2.14.1+cu130."""
+    site = tmp_path / "site"
+    (site / "torch").mkdir(parents=True)
+    (site / "torch" / "__init__.py").write_text('__version__ = "2.14.1+cu130"\n')
+    (site / "torch-2.14.1.dist-info").mkdir()
+    (site / "torch-2.14.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.14.1\n")
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(site)}
+    run = bash(f'PY="{os.path.realpath(sys.executable)}"; installed_build', env)
+    assert run.stdout == "cu130\n", run.stderr
 
 
 def test_torch_index_url_wins(fake):

@@ -35,6 +35,9 @@ choose_torch_index() {
   if [ -n "${TORCH_INDEX_URL+set}" ]; then
     say "installing PyTorch from TORCH_INDEX_URL=${TORCH_INDEX_URL:-(empty: the default index)}."
     echo "${TORCH_INDEX_URL}"
+  elif [ "$(uname -s)" = Darwin ]; then
+    say "macOS: installing PyTorch's default build (CPU and Apple's MPS GPU; no CUDA in it)."
+    echo ""
   elif has_nvidia_gpu; then
     say "NVIDIA GPU found: installing PyTorch's default build (with CUDA)."
     echo ""
@@ -55,9 +58,9 @@ build_of_index() {
 }
 
 installed_build() {
-  # The local version label of the venv's torch (2.14.1+cpu -> cpu), "" without one or without torch.
-  "$PY" -c 'import importlib.metadata as m; v = m.version("torch"); print(v.split("+")[1] if "+" in v else "")' \
-    2>/dev/null || echo ""
+  # The build label of the venv's torch (torch.__version__ 2.14.1+cpu -> cpu), "" without one or
+  # without torch. (Its pip metadata may say 2.14.1 for a CUDA build: import torch to know.)
+  "$PY" -c 'import torch; v = torch.__version__; print(v.split("+")[1] if "+" in v else "")' 2>/dev/null || echo ""
 }
 
 install_torch() {
@@ -103,8 +106,9 @@ install_course() {
   # for 2.14.1, so compare the build label and reinstall torch when it differs (e.g. cu130 -> cpu).
   local wanted have
   wanted=$(build_of_index "${TORCH_INDEX_URL:-}")
+  [ -n "$wanted" ] || return 0
   have=$(installed_build)
-  if [ -n "$wanted" ] && [ "$wanted" != "$have" ]; then
+  if [ "$wanted" != "$have" ]; then
     say "$VENV has torch ${have:-without a build label}; reinstalling torch and torchvision from $TORCH_INDEX_URL ($wanted)."
     install_torch "$TORCH_INDEX_URL" force
   fi
