@@ -153,6 +153,8 @@ MISTAKES.update({
         "nn.Conv2d(in_channels, v, kernel_size=3, padding=1, padding_mode=\"reflect\")"}),
     "01 head ignores num_classes": ("01_vgg16_cifar10.ipynb", "2", {
         "nn.Linear(512, num_classes)": "nn.Linear(512, 10)"}),
+    "01 VGG16 builds its own features instead of using the argument": ("01_vgg16_cifar10.ipynb", "2", {
+        "self.features = features": "self.features = make_layers(vgg.VGG16_CFG)"}),
     "01 head with dropout 0.2": ("01_vgg16_cifar10.ipynb", "2", {"nn.Dropout(0.5),": "nn.Dropout(0.2),"}),
     "01 softmax in forward": ("01_vgg16_cifar10.ipynb", "2", {
         "return self.classifier(x)  # (N, num_classes)": "return self.classifier(x).softmax(dim=1)"}),

@@ -54,9 +54,11 @@ def check_make_layers(make_layers: Callable) -> None:
 def check_vgg16(VGG16: type[nn.Module]) -> None:
     """Question: ``VGG16(features, num_classes)``: the features, then Flatten - Linear(512, 512) - ReLU -
     Dropout(0.5) - Linear(512, num_classes); ``forward`` returns logits."""
-    model = VGG16(vgg.make_layers(vgg.VGG16_CFG)).eval()
+    features = vgg.make_layers(vgg.VGG16_CFG)
+    model = VGG16(features).eval()
     with torch.no_grad():
         check_shape(model(torch.zeros(2, 3, 32, 32)), (2, 10), name="logits")
+    check_equal(getattr(model, "features", None) is features, True, name="self.features is the module passed in:")
     check_param_count(model, 14_990_922)
     check_equal([type(m).__name__ for m in model.classifier], ["Flatten", "Linear", "ReLU", "Dropout", "Linear"],
                 name="classifier layers")
