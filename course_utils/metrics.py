@@ -34,9 +34,11 @@ def scored(targets: torch.Tensor, num_classes: int | None, ignore_index: int = I
     labels, and ``confusion_matrix`` / ``pixel_accuracy`` raise on them (see ``unknown_targets``).
     Computing the mask never waits for the GPU.
     """
-    keep = (targets >= 0) & (targets != ignore_index)
+    keep = targets >= 0
     if num_classes is not None:
         keep &= targets < num_classes
+    if ignore_index >= 0 and (num_classes is None or ignore_index < num_classes):
+        keep &= targets != ignore_index  # only where ignore_index could pass for a class
     return keep
 
 
@@ -83,23 +85,23 @@ def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: in
     """
     _check_pair(preds, targets, "confusion_matrix()")
     n = num_classes
+    ignored = (targets == ignore_index).sum()  # on the caller's dtype (uint8 masks: 8x less to read)
     preds = preds.reshape(-1).long()  # long: n * target overflows uint8 masks
     targets = targets.reshape(-1).long().to(preds.device)
-    keep = scored(targets, n, ignore_index)
+    index = (targets * n).add_(preds)  # (t, p) -> one bin per pair; one new tensor, not two
+    # Pixels not scored go to one extra bin that is dropped: cheaper than compacting with a mask.
+    index.masked_fill_(~scored(targets, n, ignore_index), n * n)
+    counts = torch.bincount(index, minlength=n * n + 1)  # the one pass over all pixels
     if preds.numel() > 0:  # every prediction must be a class, ignored pixels too
         low, high = torch.aminmax(preds)
-        unknown = (~keep & (targets != ignore_index)).any()
-        low, high, unknown = torch.stack([low, high, unknown.long()]).tolist()  # one sync; bincount syncs anyway
+        # One sync (bincount syncs anyway). Dropped pixels that are not ignore_index are data errors.
+        low, high, dropped, ignored = torch.stack([low, high, counts[n * n], ignored.to(low.device)]).tolist()
         if low < 0 or high >= n:
             raise ValueError(f"confusion_matrix(): preds hold values in {low}..{high}, "
                              f"outside 0..{n - 1}; does the model output num_classes={n} channels?")
-        if unknown:
+        if dropped != ignored:
             raise _unknown_targets_error(targets, n, ignore_index, "confusion_matrix()")
-    index = n * targets + preds  # (t, p) -> one bin per pair
-    # Pixels not scored go to one extra bin that is dropped: cheaper than compacting with a mask.
-    index.masked_fill_(~keep, n * n)
-    counts = torch.bincount(index, minlength=n * n + 1)[: n * n]  # the one pass over all pixels
-    return counts.reshape(n, n)
+    return counts[: n * n].reshape(n, n)
 
 
 def per_class_accuracy(cm: torch.Tensor) -> torch.Tensor:
@@ -176,12 +178,13 @@ def pixel_accuracy(preds: torch.Tensor, targets: torch.Tensor, ignore_index: int
     without ``num_classes`` every value >= 0 counts as a class. NaN when no pixel counts.
     """
     _check_pair(preds, targets, "pixel_accuracy()")
-    valid = scored(targets, num_classes, ignore_index)
-    unknown = (~valid & (targets != ignore_index)).any()
+    valid = targets != ignore_index  # = scored(...) once no target is a data error (checked below)
     correct = ((preds == targets) & valid).sum()
-    counted, correct, unknown = torch.stack([valid.sum(), correct, unknown.long()]).tolist()  # one sync
-    if unknown:
-        raise _unknown_targets_error(targets, num_classes, ignore_index, "pixel_accuracy()")
+    low, high = torch.aminmax(targets) if targets.numel() else (correct, correct)
+    low, high, counted, correct = torch.stack([low, high, valid.sum(), correct]).tolist()  # one sync
+    if low < 0 or (num_classes is not None and high >= num_classes):  # outside the classes: only
+        if bool(unknown_targets(targets, num_classes, ignore_index).any()):  # ignore_index may be
+            raise _unknown_targets_error(targets, num_classes, ignore_index, "pixel_accuracy()")
     return correct / counted if counted else float("nan")
 
 

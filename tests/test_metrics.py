@@ -212,3 +212,8 @@ def test_scored_is_the_rule_and_an_ignore_index_inside_the_classes_is_skipped():
     assert metrics.unknown_targets(targets, 3).tolist() == [False, False, False, False, True, True]
     cm = metrics.confusion_matrix(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), 2, ignore_index=0)
     assert cm.tolist() == [[0, 0], [0, 1]]  # background (0) ignored, as CrossEntropyLoss(ignore_index=0) does
+    with pytest.raises(ValueError, match=r"\[5\]"):  # 5 is neither a class nor the ignored 0
+        metrics.confusion_matrix(torch.tensor([0, 1, 1]), torch.tensor([0, 5, 1]), 2, ignore_index=0)
+    with pytest.raises(ValueError, match=r"\[5\]"):
+        metrics.pixel_accuracy(torch.tensor([0, 1, 1]), torch.tensor([0, 5, 1]), ignore_index=0, num_classes=2)
+    assert metrics.pixel_accuracy(torch.tensor([0, 1, 0]), torch.tensor([0, 0, 1]), ignore_index=0, num_classes=2) == 0.0
