@@ -45,18 +45,20 @@ _LESSON_NUMBER = re.compile(r"(?:^|[^0-9A-Za-z])(\d\d)_")
 _CHANGES = threading.Lock()
 
 
-def find_reference(submission: Path, reference_dir: Path, lesson: str | None = None) -> Path:
+def find_reference(submission: Path, reference_dir: Path, lesson: str | None = None,
+                   course: sandbox.Course | None = None) -> Path:
     """The reference notebook of lesson ``lesson`` if given, else the one with the submission's
-    name, else the one with its ``NN_`` lesson number."""
+    name, else the one with its ``NN_`` lesson number (among ``course``'s if given, else on disk)."""
     submission, reference_dir = Path(submission), Path(reference_dir)
-    if lesson is None and (reference_dir / submission.name).is_file():
+    names = course.reference_names() if course else sorted(p.name for p in reference_dir.glob("*.ipynb"))
+    if lesson is None and submission.name in names:
         return reference_dir / submission.name
     match = _LESSON_NUMBER.search(submission.name)
     number = lesson or (match.group(1) if match else None)
     if number is None:
         raise GradeError(f"{submission.name} has no lesson number: rename it like its lesson "
                          "(NN_topic.ipynb, e.g. 00_setup.ipynb) or pass --lesson NN.")
-    candidates = sorted(reference_dir.glob(f"{number}_*.ipynb"))
+    candidates = [reference_dir / name for name in names if name.startswith(f"{number}_")]
     if len(candidates) != 1:
         found = ", ".join(p.name for p in candidates) or "none"
         raise GradeError(f"No single reference notebook for lesson {number} ({submission}) in {reference_dir} "
@@ -88,8 +90,8 @@ def grade(submission: Path, reference_dir: Path = Path("notebooks"), *, timeout:
     submission = Path(submission)
     if not submission.is_file():
         raise GradeError(f"Submission {submission} not found.")
-    reference_path = find_reference(submission, Path(reference_dir), lesson)
     course = course or sandbox.Course.snapshot(Path(reference_dir))
+    reference_path = find_reference(submission, Path(reference_dir), lesson, course)
     questions = read_reference(reference_path, course)
     limits = limits or sandbox.Limits(cell_seconds=timeout, profile=profile)
     try:

@@ -13,7 +13,10 @@ import nbformat
 import pytest
 
 import nb_helpers as nbh
+from pathlib import Path
+
 from course_utils import grade, release
+from course_utils.grading import sandbox
 
 
 def tampered(student: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -167,6 +170,18 @@ def test_cli_prints_a_table_per_submission_and_a_csv_summary(graded, course):
                      ADA: ["5", "5", "1", "2", "1", "1"],
                      "ada_lab0.ipynb": ["0", "0", "", "", "", ""],
                      "bob_01_toy.ipynb": ["1", "5", "0", "0", "1", "0"]}
+
+
+def test_parallel_and_repeated_runs_give_the_same_results(graded, course):
+    """The fixture ran with --jobs = the cores (2 here); one at a time, again, must match it."""
+    run = subprocess.run(
+        [sys.executable, "-m", "course_utils.grade", str(course / "submissions"), "--reference",
+         str(course / "notebooks"), "--timeout", "60", "--jobs", "1", "--json", str(course / "serial.json"),
+         "--csv", str(course / "serial.csv")], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (course / "serial.json").read_text() == (course / "out" / "grades.json").read_text()
+    assert (course / "serial.csv").read_text() == (course / "out" / "grades.csv").read_text()
+    assert run.stdout == graded[0].stdout
 
 
 def test_after_a_timeout_later_cells_report_their_own_result(tmp_path):
@@ -399,3 +414,45 @@ def test_results_are_written_after_each_submission(lesson, tmp_path, monkeypatch
     assert "interrupted: 1 of 2 submissions graded" in capsys.readouterr().err
     assert [r["submission"] for r in json.loads((tmp_path / "g.json").read_text())] == [lesson[0]]
     assert len((tmp_path / "g.csv").read_text().splitlines()) == 2
+
+
+def test_other_files_and_names_without_a_lesson_number_are_listed_not_graded(tmp_path, monkeypatch):
+    calls = fake_grades(monkeypatch)
+    nbh.write(nbh.toy_solution(), tmp_path / "notebooks" / "01_toy.ipynb")
+    nbh.write(nbh.toy_solution(), tmp_path / "class" / "01_toy.ipynb")
+    nbh.write(nbh.toy_solution(), tmp_path / "class" / "vgg16_homework.ipynb")  # not "lesson 16"
+    (tmp_path / "class" / "01_toy.py").write_text("print('exported')\n")
+    out = tmp_path / "class" / "grades.json"  # the grader's own output is not a submission
+    assert grade.main([str(tmp_path / "class"), "--reference", str(tmp_path / "notebooks"), "--json", str(out)]) == 0
+    assert grade.main([str(tmp_path / "class"), "--reference", str(tmp_path / "notebooks"), "--json", str(out)]) == 0
+    errors = {Path(r["submission"]).name: r["error"] for r in json.loads(out.read_text())}
+    assert errors == {
+        "01_toy.ipynb": "",
+        "01_toy.py": "not graded: 01_toy.py is not a notebook: submit the .ipynb file",
+        "vgg16_homework.ipynb": "not graded: vgg16_homework.ipynb has no lesson number: rename it like its "
+                                "lesson (NN_topic.ipynb, e.g. 00_setup.ipynb) or pass --lesson NN."}
+    assert [name for name, _ in calls] == ["01_toy.ipynb", "01_toy.ipynb"]
+
+
+def test_csv_rows_stay_on_one_line(tmp_path):
+    bad = grade.Grade("sub\nmitted.ipynb", "", [], [], error="not graded: line one\nline two")
+    grade.write_results([bad], None, tmp_path / "g.csv")
+    assert (tmp_path / "g.csv").read_text().splitlines() == [
+        "submission,score,total,error", "sub mitted.ipynb,0,0,not graded: line one line two"]
+
+
+def test_references_are_read_once_and_changes_are_reported(tmp_path, monkeypatch):
+    """A reference edited or deleted during the run changes nobody's grade, and is reported."""
+    reference = nbh.write(nbh.light_solution(), tmp_path / "notebooks" / "01_toy.ipynb")
+    submissions = [nbh.write(nbh.light_solution(), tmp_path / f"{name}_01_toy.ipynb") for name in "ab"]
+    course = sandbox.Course.snapshot(reference.parent)
+
+    def run(notebook, course_, limits):  # stands in for the kernel: every cell prints its answer
+        reference.unlink(missing_ok=True)
+        return [{"status": "ok", "outputs": cell.outputs} for cell in notebook.cells
+                if cell.cell_type == "code"], ""
+    monkeypatch.setattr(sandbox, "run", run)
+    first, second = (grade.grade(path, reference.parent, course=course) for path in submissions)
+    assert (first.score, second.score) == (nbh.TOTAL_POINTS, nbh.TOTAL_POINTS), (first, second)
+    assert first.warnings == [f"course files changed while it ran (later submissions still use the copy taken "
+                              f"at the start): {reference}"] and second.warnings == []

@@ -92,6 +92,9 @@ class Course:
         self.hashes = now
         return changed
 
+    def reference_names(self) -> list[str]:
+        return [key.split("/", 1)[1] for key in self.files if key.startswith("notebooks/")]
+
     def reference(self, name: str) -> NotebookNode:
         return nbformat.reads(self.files[f"notebooks/{name}"].decode("utf-8"), as_version=4)
 
@@ -214,11 +217,11 @@ def run(graded: NotebookNode, course: Course, limits: Limits) -> tuple[list[dict
         for message in messages:
             if "kernel_pid" in message and not prefix:  # without a PID namespace: kill its group too
                 _killpg(message["kernel_pid"])
-        cells = next((m["cells"] for m in messages if "cells" in m), [])
+        cells = [m["cell"] for m in messages if "cell" in m]
         error = next((m["error"] for m in messages if "error" in m), "")
         if not stopped and error:
             stopped = f"not run: {error}"
-        elif not stopped and not any("cells" in m for m in messages):
+        elif not stopped and not any("done" in m for m in messages):
             stopped = f"not run: the grading process ended early (exit status {process.returncode})"
         cells = json.loads(json.dumps(cells).replace(str(tmp), "<grading folder>"))
         return cells, stopped

@@ -4,7 +4,7 @@ Started by ``sandbox`` as ``python -m course_utils.grading.worker`` (in a PID an
 namespace of its own where Linux allows), with the job as JSON on stdin. It is the kernel's
 parent, so a kernel that signals its parent hits this process, not the grader.
 
-Each code cell gets one record, in order: ``status`` is "ok", "error" (the cell raised; ``error``
+Each code cell gets one record, sent as soon as the cell is done, in order: ``status`` is "ok", "error" (the cell raised; ``error``
 says what), "timeout" (over the cell time limit; the kernel was interrupted), "stopped" (over
 the limit and deaf to the interrupt: the kernel was shut down), "died" (the kernel died while
 running it: ``os._exit``, a crash) or "dead" (not run: the kernel had died or been stopped), with
@@ -44,8 +44,9 @@ class _Client(NotebookClient):
 TIMED_OUT = {"ename": "CellTimeoutError", "evalue": "over the cell time limit", "traceback": []}
 
 
-def run(job: dict, emit) -> list[dict]:
-    """Run the notebook of ``job`` and return one record per code cell (module docstring).
+def run(job: dict, emit) -> None:
+    """Run the notebook of ``job``; ``emit`` each code cell's record as soon as it has one
+    (module docstring), so that a submission stopped at its time limit keeps what it did.
 
     On a timeout nbclient interrupts the kernel and answers for it with ``TIMED_OUT``; a "pass"
     cell then probes whether the kernel listened (a cell that ignores SIGINT never would).
@@ -65,7 +66,6 @@ def run(job: dict, emit) -> list[dict]:
         client.execute_cell(cell, index)
         return not (replies and replies[-1].get("content", {}).get("ename") == TIMED_OUT["ename"])
 
-    records: list[dict] = []
     with client.setup_kernel(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
         emit({"kernel_pid": km.provisioner.pid})
         alive = True
@@ -73,7 +73,7 @@ def run(job: dict, emit) -> list[dict]:
             if cell.cell_type != "code":
                 continue
             if not alive:
-                records.append({"status": "dead", "outputs": []})
+                emit({"cell": {"status": "dead", "outputs": []}})
                 continue
             try:
                 if execute(cell, index):
@@ -90,9 +90,8 @@ def run(job: dict, emit) -> list[dict]:
             except DeadKernelError:
                 status, error, alive = "died", "", False
             outputs = [o for o in cell.outputs if status == "ok" or o.output_type != "error"]
-            records.append({"status": status, "error": error, "outputs": outputs,
-                            "truncated": client._sizes.get(index, 0) > MAX_OUTPUT})
-    return records
+            emit({"cell": {"status": status, "error": error, "outputs": outputs,
+                           "truncated": client._sizes.get(index, 0) > MAX_OUTPUT}})
 
 
 def main() -> None:
@@ -106,7 +105,8 @@ def main() -> None:
         out.flush()
 
     try:
-        emit({"cells": run(job, emit)})
+        run(job, emit)
+        emit({"done": True})
     except Exception as error:  # the kernel did not start, ...: said once, for the whole submission
         emit({"error": f"{type(error).__name__}: {error}"[:300]})
 
