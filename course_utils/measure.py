@@ -8,10 +8,11 @@ device synchronised before each clock read.
 from __future__ import annotations
 
 import gc
+import itertools
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from course_utils.engine import amp_dtype
 
-__all__ = ["count_params", "count_macs", "time_step", "peak_memory_mib", "StepTiming", "synchronize"]
+__all__ = ["count_params", "count_macs", "time_step", "loader_speed", "peak_memory_mib", "StepTiming", "synchronize"]
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
@@ -69,7 +70,9 @@ def time_step(model: nn.Module, input_shape: Sequence[int], device: torch.device
 
     A training step is forward, cross-entropy loss, backward and an SGD step. Targets are
     ``(N,)`` class indices, or ``target_shape`` (e.g. ``(N, H, W)`` for segmentation).
-    The model is left in the train/eval mode it came in with.
+    The model is left in the train/eval mode it came in with, but on ``device`` and, for
+    ``train=True``, with the weights of the timed steps: time a fresh model (or
+    ``copy.deepcopy(model)``) when a trained one must stay as it is.
     """
     device = torch.device(device)
     model = model.to(device)
@@ -111,6 +114,23 @@ def time_step(model: nn.Module, input_shape: Sequence[int], device: torch.device
         module.training = training  # the mode the model came in with, module by module
     seconds = _median(times)
     return StepTiming(seconds, input_shape[0] / seconds)
+
+
+def loader_speed(loader: Iterable, batches: int = 2) -> float:
+    """Images per second that ``loader`` delivers (reading, decoding, augmenting, collating).
+
+    The first batch also starts the worker processes, so it is not timed; the next ``batches`` are.
+    A loader of a single batch: that batch is timed, start-up included.
+    """
+    iterator = iter(loader)
+    next(iterator)
+    start = time.perf_counter()
+    loaded = sum(len(images) for images, _ in itertools.islice(iterator, batches))
+    del iterator  # its workers stop here
+    if loaded == 0:
+        start = time.perf_counter()
+        loaded = len(next(iter(loader))[0])
+    return loaded / (time.perf_counter() - start)
 
 
 def peak_memory_mib(device: torch.device | str) -> float:

@@ -94,3 +94,13 @@ def test_time_step_probe_leaves_batchnorm_statistics_alone():
     model = bn_model().train()
     measure.time_step(model, (2, 3, 6, 6), "cpu", steps=1, warmup=0)  # num_classes asked of the model
     assert int(model[1].num_batches_tracked) == 1  # the one timed training step, not the probe
+
+
+def test_loader_speed_times_the_batches_after_the_first(monkeypatch):
+    """Lesson 03's loading rate: the first batch (worker start-up) is not timed, the next ones are."""
+    batches = [(torch.zeros(4, 3, 2, 2), torch.zeros(4)) for _ in range(3)]
+    clock = iter([10.0, 12.0])  # start, end: 2 s for the 2 timed batches of 4 images
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: next(clock))
+    assert measure.loader_speed(batches, batches=2) == pytest.approx(8 / 2.0)
+    clock = iter([0.0, 0.5, 1.0, 1.5])  # a single batch: timed on its own, start-up included
+    assert measure.loader_speed(batches[:1]) == pytest.approx(4 / 0.5)
