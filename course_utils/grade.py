@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import importlib.util
 import os
 import re
 import sys
@@ -184,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
                 unmatched[path] = f"not graded: {error}"
         if len(unmatched) == len(todo):
             raise GradeError(next(p for p in unmatched.values() if p).removeprefix("not graded: "))
+        for module in ("nbclient", "ipykernel"):  # the worker and the kernel need them
+            if importlib.util.find_spec(module) is None:
+                raise GradeError(f"{module} is not installed in {sys.executable}: pip install -e . installs it.")
         course = sandbox.Course.snapshot(args.reference)
         for reference in sorted({find_reference(p, args.reference, args.lesson) for p in todo if p not in unmatched}):
             read_reference(reference, course)
@@ -220,7 +224,8 @@ def _grade_all(todo: list[Path], unmatched: dict[Path, str], grades: dict[int, G
 
     printed = 0
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool, \
-            tqdm(total=len(todo), desc="grading", unit="notebook", file=sys.stderr, leave=False) as bar:
+            tqdm(total=len(todo), desc="grading", unit="notebook", file=sys.stderr, leave=False,
+                 disable=None) as bar:  # a bar with the time left, in a terminal only
         futures = {pool.submit(one, path): i for i, path in enumerate(todo)}
         try:
             for future in concurrent.futures.as_completed(futures):
