@@ -193,8 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             read_reference(reference, course)
         write_results([], args.json, args.csv)  # can we write there? Better to know before grading
         limits = sandbox.Limits(cell_seconds=args.timeout, submission_seconds=args.max_seconds,
-                                memory_bytes=int(args.memory_gb * (1 << 30)), profile=args.profile,
-                                read_only=[str(p.resolve()) for p in outputs])
+                                memory_bytes=int(args.memory_gb * (1 << 30)), profile=args.profile)
         _grade_all(todo, unmatched, grades, args, course, limits)
     except GradeError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -5,10 +5,10 @@ Started by ``worker`` (through the kernelspec that ``sandbox`` writes) as
 
 - caps the kernel's address space at ``$COURSE_GRADE_MEMORY`` bytes (``RLIMIT_AS``): a huge
   allocation raises ``MemoryError`` in the cell instead of waking the host's OOM killer;
-- on Linux, in the worker's own mount namespace, makes ``$COURSE_GRADE_READONLY`` (the checkout,
-  the references, the Python installation, the result files; ``os.pathsep``-separated) read-only,
-  then gives up every capability (as root: no way to remount them, to override file
-  permissions or to signal other users' processes);
+- on Linux, in the worker's own mount namespace, makes the whole file system read-only except
+  ``$COURSE_GRADE_WRITABLE`` (the submission's own folder; ``/dev/shm`` and other separate
+  mounts keep their rights), then gives up every capability (even as root: no way to remount,
+  to override file permissions or to signal other users' processes);
 
 then replaces itself with ``ipykernel`` (``os.execv``), keeping its process id.
 """
@@ -24,15 +24,13 @@ MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC = 1, 32, 4096, 16384
 PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
 
 
-def read_only(paths: list[str]) -> None:
-    """Bind each path onto itself read-only (only in this mount namespace); OSError if refused."""
+def rebind(path: str, read_only: bool) -> None:
+    """Bind ``path`` onto itself, read-only or writable (only in this mount namespace); OSError if refused."""
     libc = ctypes.CDLL(None, use_errno=True)
-    for path in paths:
-        if not os.path.exists(path):
-            continue
-        if (libc.mount(path.encode(), path.encode(), None, MS_BIND | MS_REC, None) != 0 or
-                libc.mount(None, path.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY, None) != 0):
-            raise OSError(ctypes.get_errno(), f"cannot make {path} read-only")
+    flags = MS_REMOUNT | MS_BIND | (MS_RDONLY if read_only else 0)
+    if (libc.mount(path.encode(), path.encode(), None, MS_BIND | MS_REC, None) != 0 or
+            libc.mount(None, path.encode(), None, flags, None) != 0):
+        raise OSError(ctypes.get_errno(), f"cannot bind {path}")
 
 
 def drop_capabilities() -> None:
@@ -55,12 +53,13 @@ def main(argv: list[str]) -> None:
     memory = int(os.environ.get("COURSE_GRADE_MEMORY", "0"))
     if memory > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    paths = [p for p in os.environ.get("COURSE_GRADE_READONLY", "").split(os.pathsep) if p]
+    writable = os.environ.get("COURSE_GRADE_WRITABLE", "")
     # Only in a mount namespace of our own: never make the grader's (the whole machine's) files read-only.
     grader = os.environ.get("COURSE_GRADE_HOST_MOUNTS", "")
-    if paths and sys.platform == "linux" and grader and mount_namespace() not in ("", grader):
+    if writable and sys.platform == "linux" and grader and mount_namespace() not in ("", grader):
         try:
-            read_only(paths)
+            rebind("/", read_only=True)
+            rebind(writable, read_only=False)
             drop_capabilities()
         except OSError:
             pass  # no mount namespace (sandbox.isolation() said so): the README says what is then open

@@ -13,8 +13,8 @@ checkout, which a student may have changed):
 
 The worker (``worker.py``, the kernel's parent) runs in a new session; on Linux, in its own PID,
 network and mount namespaces (``unshare``): the kernel has no network, every process the student
-starts, detached or not, dies with the worker, and ``kernel.py`` makes the checkout, the Python
-installation and the result files read-only for it. The kernel's memory is capped
+starts, detached or not, dies with the worker, and ``kernel.py`` makes every file outside the
+submission's folder read-only for it (the checkout, Python, the result files, other submissions). The kernel's memory is capped
 (``RLIMIT_AS``), each cell's time and the whole submission's time are capped, and the worker's
 process group is killed afterwards. After each submission the live references and package are
 hashed again: a change is reported (later submissions use the snapshot anyway).
@@ -50,7 +50,6 @@ class Limits:
     submission_seconds: int = 900
     memory_bytes: int = 6 << 30
     profile: str | None = "ci"
-    read_only: list[str] = field(default_factory=list)  # besides the checkout and Python (e.g. result files)
 
 
 @dataclass
@@ -121,14 +120,6 @@ def isolation() -> tuple[list[str], bool]:
     return [], False
 
 
-def protected(reference_dir: Path, extra: list[str]) -> list[str]:
-    """What the kernel must not write: the checkout, the references, Python and its packages, ``extra``."""
-    import site
-    paths = [PACKAGE.parent, Path(reference_dir), sys.prefix, sys.base_prefix, sys.exec_prefix,
-             *site.getsitepackages(), *extra]
-    return sorted({str(Path(p).resolve()) for p in paths if Path(p).exists()})
-
-
 _RUNNING: set[int] = set()  # process groups of the workers running now (killed on Ctrl-C)
 _LOCK = threading.Lock()
 
@@ -147,7 +138,7 @@ def _killpg(pgid: int) -> None:
         pass
 
 
-def _environment(tmp: Path, limits: Limits, read_only: list[str]) -> dict[str, str]:
+def _environment(tmp: Path, limits: Limits, mounts: bool) -> dict[str, str]:
     from course_utils.grading.kernel import mount_namespace
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COURSE_", "JUPYTER_", "PYTHON"))}
@@ -157,7 +148,8 @@ def _environment(tmp: Path, limits: Limits, read_only: list[str]) -> dict[str, s
                JUPYTER_RUNTIME_DIR=str(tmp / "job" / "runtime"), PYTHONNOUSERSITE="1",
                COURSE_DATA=str(course / "data"), COURSE_RESULTS=str(course / "results"),
                COURSE_CHECKPOINTS=str(course / "checkpoints"), COURSE_GRADE_MEMORY=str(limits.memory_bytes),
-               COURSE_GRADE_READONLY=os.pathsep.join(read_only), COURSE_GRADE_HOST_MOUNTS=mount_namespace(),
+               COURSE_GRADE_WRITABLE=str(tmp) if mounts else "", COURSE_GRADE_HOST_MOUNTS=mount_namespace(),
+               TMPDIR=str(tmp / "tmp"),
                MPLBACKEND="agg")
     env.setdefault("OMP_NUM_THREADS", "1")  # ci models are tiny; parallel jobs share the cores
     if limits.profile:
@@ -171,6 +163,7 @@ def _prepare(tmp: Path, course: Course, graded: NotebookNode) -> dict:
     for name in ("notebooks", "data", "results", "checkpoints"):
         (tmp / "course" / name).mkdir(parents=True, exist_ok=True)
     (tmp / "home").mkdir()
+    (tmp / "tmp").mkdir()
     job = tmp / "job"
     (job / "runtime").mkdir(parents=True)
     (job / "ipc").mkdir()
@@ -195,8 +188,7 @@ def run(graded: NotebookNode, course: Course, limits: Limits) -> tuple[list[dict
         job = _prepare(tmp, course, graded)
         job.update(cell_timeout=limits.cell_seconds, nonce=nonce)
         command = prefix + [sys.executable, "-m", "course_utils.grading.worker"]
-        read_only = protected(course.reference_dir, limits.read_only) if "--mount" in prefix else []
-        env = _environment(tmp, limits, read_only)
+        env = _environment(tmp, limits, mounts="--mount" in prefix)
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.DEVNULL, env=env, cwd=tmp / "job", text=True,
                                    start_new_session=True)
