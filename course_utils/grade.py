@@ -14,7 +14,8 @@ picks it for every file instead. A notebook without a lesson number, and any oth
 3. ``report``: each question scores its points when all its check cells print the stored answer.
 
 ``--jobs N`` grades N submissions at once (default: the number of cores), with the same results
-as one at a time. ``--json``/``--csv`` are written by the grader only, each in one rename, after
+as one at a time. ``--shard K/N`` grades every N-th file from the K-th (so N machines or CI jobs
+share a class) and ``--merge`` joins their ``--json`` files into the report of a single run. ``--json``/``--csv`` are written by the grader only, each in one rename, after
 every submission (an interrupted run keeps what was graded). Student code runs in one kernel
 with the checks, so this grading is formative: see the README for what is and is not protected.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -146,6 +148,13 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N with 1 <= K <= N, like 1/4")
+    return int(match.group(1)), int(match.group(2))
+
+
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -162,6 +171,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="address space allowed to a submission's kernel, in GiB (default 6)")
     parser.add_argument("--jobs", type=_positive, default=_cores(),
                         help=f"submissions graded at once (default: the number of cores, {_cores()} here)")
+    parser.add_argument("--shard", type=_shard, help="grade only the K-th of N shares of the files (K/N, e.g. 1/4)")
+    parser.add_argument("--merge", action="store_true",
+                        help="the arguments are --json files of shards: write their joined --json/--csv")
     parser.add_argument("--profile", choices=PROFILE_NAMES, default="ci", help="COURSE_PROFILE of the run")
     parser.add_argument("--json", type=Path, help="write every result, per question and per cell, here")
     parser.add_argument("--csv", type=Path, help="write one row per submission (score, total, each question)")
@@ -170,6 +182,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.merge:
+        return _merge(args.submissions, args.json, args.csv)
     grades: dict[int, Grade] = {}
     todo: list[Path] = []
     try:  # every usage error before any grading starts
@@ -185,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                 unmatched[path] = f"not graded: {error}"
         if len(unmatched) == len(todo):
             raise GradeError(next(p for p in unmatched.values() if p).removeprefix("not graded: "))
+        if args.shard:  # every N-th file of the whole class, in its order: the same split on every machine
+            todo = todo[args.shard[0] - 1::args.shard[1]]
         for module in ("nbclient", "ipykernel"):  # the worker and the kernel need them
             if importlib.util.find_spec(module) is None:
                 raise GradeError(f"{module} is not installed in {sys.executable}: pip install -e . installs it.")
@@ -208,6 +224,31 @@ def main(argv: list[str] | None = None) -> int:
     if len(grades) > 1:
         print("Summary:\n" + "\n".join(f"  {g.submission}: {g.score:g} / {g.total:g}"
                                        + ("  (not graded)" if g.error else "") for g in grades.values()))
+    return 0
+
+
+def _merge(paths: list[Path], json_path: Path | None, csv_path: Path | None) -> int:
+    """Join the ``--json`` files of shards into one ``--json``/``--csv``, as a single run orders them."""
+    try:
+        if not json_path and not csv_path:
+            raise GradeError("--merge needs --json and/or --csv to write the joined results to.")
+        grades = []
+        for path in paths:
+            try:
+                grades += [Grade.from_dict(data) for data in json.loads(Path(path).read_text(encoding="utf-8"))]
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                raise GradeError(f"{path} is not a --json file of the grader: {error}") from None
+        seen = [g.submission for g in grades]
+        twice = sorted({s for s in seen if seen.count(s) > 1})
+        if twice:
+            raise GradeError(f"{len(twice)} submissions are in more than one shard (e.g. {twice[0]}): "
+                             "merge the shards of one class, each once.")
+        grades.sort(key=lambda g: Path(g.submission))  # the order a single run over the folder uses
+        write_results(grades, json_path, csv_path)
+    except GradeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"merged {len(grades)} submissions from {len(paths)} shards")
     return 0
 
 

@@ -184,6 +184,22 @@ def test_parallel_and_repeated_runs_give_the_same_results(graded, course):
     assert run.stdout == graded[0].stdout
 
 
+def test_shards_merge_into_the_report_of_a_single_run(graded, course):
+    for k in (1, 2):
+        run = subprocess.run(
+            [sys.executable, "-m", "course_utils.grade", str(course / "submissions"), "--reference",
+             str(course / "notebooks"), "--timeout", "60", "--shard", f"{k}/2", "--json", str(course / f"shard{k}.json")],
+            capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout + run.stderr
+    sizes = [len(json.loads((course / f"shard{k}.json").read_text())) for k in (1, 2)]
+    assert sizes == [3, 2]  # 5 files: every other one
+    shards = [str(course / f"shard{k}.json") for k in (2, 1)]
+    assert grade.main(["--merge", *shards, "--json", str(course / "merged.json"), "--csv", str(course / "merged.csv")]) == 0
+    assert (course / "merged.json").read_text() == (course / "out" / "grades.json").read_text()
+    assert (course / "merged.csv").read_text() == (course / "out" / "grades.csv").read_text()
+    assert grade.main(["--merge", shards[0], shards[0], "--json", str(course / "twice.json")]) == 2
+
+
 def test_after_a_timeout_later_cells_report_their_own_result(tmp_path):
     """Q1 loops forever; Q2 is right, Q3 wrong; then a cell kills the kernel, so Q4 cannot run."""
     solution = nbh.write(nbh.light_solution(), tmp_path / "notebooks" / "01_toy.ipynb")

@@ -49,6 +49,12 @@ class Grade:
     error: str = ""  # why the submission was not graded at all (every question then scores 0)
     warnings: list[str] = field(default_factory=list)  # e.g. course files changed while it ran
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Grade":
+        """A grade read back from ``--json`` (to merge shards)."""
+        return cls(data["submission"], data["reference"], [QuestionResult(**q) for q in data["questions"]],
+                   data["failed_cells"], data.get("error", ""), data.get("warnings", []))
+
     @property
     def score(self) -> float:
         return float(sum(q.score for q in self.questions))
