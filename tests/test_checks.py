@@ -386,3 +386,10 @@ def test_question_reports_a_crash_with_where_it_happened(capsys):
     out = capsys.readouterr().out
     assert out.startswith("Question 3: FAIL your code raised IndexError: list index out of range (in f, line 2")
     assert out.count("\n") == 1
+
+
+def test_check_same_shapes_works_on_meta_models(capsys):
+    with torch.device("meta"):
+        mine, reference, other = small_cnn(classes=7), small_cnn(classes=7), small_cnn()
+    assert one_line(capsys, checks.check_same_shapes, mine, reference) == "PASS same parameter shapes as reference (last (7,))"
+    assert one_line(capsys, checks.check_same_shapes, other, reference) == "FAIL got parameter #4 of shape (10, 4) expected (7, 4)"

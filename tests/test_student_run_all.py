@@ -32,6 +32,7 @@ def kernel(tmp_path_factory):
     """One ci-profile kernel, started in the student folder, writing only to a temporary folder."""
     folder = tmp_path_factory.mktemp("run_all")
     env = {**os.environ, "COURSE_PROFILE": "ci", "MPLBACKEND": "Agg",
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),  # tiny models: see tools/course.sh test
            "COURSE_CHECKPOINTS": str(folder / "checkpoints"), "COURSE_RESULTS": str(folder / "results")}
     manager = KernelManager(kernel_name="python3")
     manager.start_kernel(cwd=str(STUDENT), env=env)

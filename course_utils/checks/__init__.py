@@ -16,12 +16,13 @@ which ignores cell tags). The lesson modules hold the checks of each lesson's qu
 
 from course_utils.checks.question import question
 from course_utils.checks.verdicts import (CountTorchCalls, check_close, check_equal, check_param_count,
-                                          check_same_as, check_same_settings, check_same_training, check_shape,
-                                          count_params, labelled, randomize_batchnorm)
+                                          check_same_as, check_same_settings, check_same_shapes,
+                                          check_same_training, check_shape, count_params, labelled,
+                                          randomize_batchnorm)
 
 __all__ = ["CountTorchCalls", "check_close", "check_equal", "check_param_count", "check_same_as",
-           "check_same_settings", "check_same_training", "check_shape", "count_params", "labelled",
-           "question", "randomize_batchnorm"]
+           "check_same_settings", "check_same_shapes", "check_same_training", "check_shape", "count_params",
+           "labelled", "question", "randomize_batchnorm"]
 
 # The checks of each lesson's questions, one module per topic (``checks.vgg.check_make_layers``).
 from course_utils.checks import macs, resnet, tensors, training, vgg  # noqa: E402  (after the primitives)
