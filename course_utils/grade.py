@@ -15,9 +15,10 @@ picks it for every file instead. A notebook without a lesson number, and any oth
 
 ``--jobs N`` grades N submissions at once (default: the number of cores), with the same results
 as one at a time. ``--shard K/N`` grades every N-th file from the K-th (so N machines or CI jobs
-share a class) and ``--merge`` joins their ``--json`` files into the report of a single run. ``--json``/``--csv`` are written by the grader only, each in one rename, after
-every submission (an interrupted run keeps what was graded). Student code runs in one kernel
-with the checks, so this grading is formative: see the README for what is and is not protected.
+share a class) and ``--merge`` joins their ``--json`` files into the report of a single run.
+``--json``/``--csv`` are written by the grader only, each in one rename, after every submission
+(an interrupted run keeps what was graded). Student code runs in one kernel with the checks, so
+this grading is formative: see the README for what is and is not protected.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """course_utils.grade: graded copies, score tables, usage errors (toy notebooks).
 
-One nbval run per submission costs a kernel start, so a single CLI call (module fixture) grades
+Each graded submission costs a kernel start, so a single CLI call (module fixture) grades
 the submissions folder every kernel test reads: the solution (under a name pytest refuses), the
 released student copy, a tampered answer sheet, a misnamed file and a file with a broken cell.
 """
@@ -472,3 +472,13 @@ def test_references_are_read_once_and_changes_are_reported(tmp_path, monkeypatch
     assert (first.score, second.score) == (nbh.TOTAL_POINTS, nbh.TOTAL_POINTS), (first, second)
     assert first.warnings == [f"course files changed while it ran (later submissions still use the copy taken "
                               f"at the start): {reference}"] and second.warnings == []
+
+
+def test_bench_grade_makes_a_class_of_untouched_solved_and_partly_solved_copies(tmp_path):
+    from benchmarks import bench_grade
+    kinds = bench_grade.make_class(tmp_path, 4, ["01"])
+    assert kinds == ["untouched", "solved", "partly solved", "untouched"]
+    files = sorted(tmp_path.glob("student*_01_*.ipynb"))
+    assert len(files) == 4 and all(grade.find_reference(f, bench_grade.ROOT / "notebooks") for f in files)
+    stubs = [sum("NotImplementedError" in c.source for c in nbformat.read(f, as_version=4).cells) for f in files]
+    assert stubs[1] == 0 and 0 < stubs[2] < stubs[0] == stubs[3]

@@ -14,7 +14,8 @@ checkout, which a student may have changed):
 The worker (``worker.py``, the kernel's parent) runs in a new session; on Linux, in its own PID,
 network and mount namespaces (``unshare``): the kernel has no network, every process the student
 starts, detached or not, dies with the worker, and ``kernel.py`` makes every file outside the
-submission's folder read-only for it (the checkout, Python, the result files, other submissions). The kernel's memory is capped
+submission's folder read-only for it (the checkout, Python, the result files, other
+submissions). The kernel's memory is capped
 (``RLIMIT_AS``), each cell's time and the whole submission's time are capped, and the worker's
 process group is killed afterwards. After each submission the live references and package are
 hashed again: a change is reported (later submissions use the snapshot anyway).

@@ -1,14 +1,16 @@
 """Runs one graded copy cell by cell and reports each code cell's result as JSON.
 
-Started by ``sandbox`` as ``python -m course_utils.grading.worker`` (in a PID and network
-namespace of its own where Linux allows), with the job as JSON on stdin. It is the kernel's
-parent, so a kernel that signals its parent hits this process, not the grader.
+Started by ``sandbox`` as ``python -m course_utils.grading.worker`` (in PID, network and mount
+namespaces of its own where Linux allows), with the job as JSON on stdin. It is the kernel's
+parent (PID 1 of its namespace, ignoring SIGINT), so a kernel that signals its parent hits this
+process, not the grader.
 
-Each code cell gets one record, sent as soon as the cell is done, in order: ``status`` is "ok", "error" (the cell raised; ``error``
-says what), "timeout" (over the cell time limit; the kernel was interrupted), "stopped" (over
-the limit and deaf to the interrupt: the kernel was shut down), "died" (the kernel died while
-running it: ``os._exit``, a crash) or "dead" (not run: the kernel had died or been stopped), with
-the cell's ``outputs``. nbclient notices a dead kernel within a second.
+Each code cell gets one record, sent on stdout as soon as the cell is done, in order: ``status``
+is "ok", "error" (the cell raised; ``error`` says what), "timeout" (over the cell time limit; the
+kernel was interrupted), "stopped" (over the limit and deaf to the interrupt: the kernel was shut
+down), "died" (the kernel died while running it: ``os._exit``, a crash) or "dead" (not run: the
+kernel had died or been stopped), with the cell's ``outputs``. nbclient notices a dead kernel
+within a second. The kernel's own stdout and stderr go nowhere, so it cannot forge a record.
 """
 
 from __future__ import annotations
