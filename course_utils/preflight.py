@@ -104,7 +104,7 @@ def check_data_folder(path: Path | None = None) -> Finding:
         runtime.check_data_folder(path)
     except runtime.FolderError as error:  # a file, read-only, or a Windows path on Linux/macOS
         return Finding("data folder", False, error.what, error.fix)
-    if path.exists() and not runtime._writable(path):
+    if path.exists() and not runtime.writable(path):
         return Finding("data folder", True, f"{path} (read-only: the datasets in it can be read, but nothing "
                                             f"can be downloaded or generated there)")
     return Finding("data folder", True, f"{path} (writable)")

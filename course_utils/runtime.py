@@ -211,7 +211,7 @@ def _course_home() -> Path:
     return COLAB_HOME if in_colab() else Path.home() / "course_data"
 
 
-def _writable(folder: Path) -> bool:
+def writable(folder: Path) -> bool:
     """Whether this process may create files in ``folder``."""
     return os.access(folder, os.W_OK | os.X_OK)
 
@@ -231,7 +231,7 @@ def check_data_folder(path: Path) -> None:
                 else f"{where}, but {existing} is a file, not a folder")
         raise FolderError(what, f"{other} (e.g. ~/course_data; it is created when missing), or move "
                                 f"the file {existing} away.")
-    if not _writable(existing):
+    if not writable(existing):
         if existing == path and any(path.iterdir()):
             return  # a read-only folder that already holds datasets (e.g. a lab's shared copy): reading works
         what = (f"{where}, a folder you cannot write to" if existing == path

@@ -120,7 +120,7 @@ def test_course_data_that_is_a_file_is_a_problem_with_its_fix(monkeypatch, tmp_p
 
 
 def test_course_data_that_cannot_be_written_is_a_problem_with_its_fix(monkeypatch, tmp_path, capsys, ci):
-    monkeypatch.setattr(runtime, "_writable", lambda folder: folder != tmp_path)  # tests may run as root
+    monkeypatch.setattr(runtime, "writable", lambda folder: folder != tmp_path)  # tests may run as root
     monkeypatch.setenv(runtime.DATA_ENV, str(tmp_path))
     lines = _data_folder_problem(ci, capsys)
     assert "a folder you cannot write to" in lines and "you can write to" in lines

@@ -305,7 +305,7 @@ def test_course_data_that_is_a_file_says_so(monkeypatch, tmp_path):
 def test_course_data_that_cannot_be_written_says_so(monkeypatch, tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
-    monkeypatch.setattr(runtime, "_writable", lambda folder: folder != shared)  # tests may run as root
+    monkeypatch.setattr(runtime, "writable", lambda folder: folder != shared)  # tests may run as root
     monkeypatch.setenv(runtime.DATA_ENV, str(shared))
     with pytest.raises(runtime.FolderError, match="a folder you cannot write to") as error:
         runtime.data_root()
@@ -337,7 +337,7 @@ def test_a_read_only_folder_that_holds_datasets_is_read(monkeypatch, tmp_path):
     """A lab's shared, read-only copy of the datasets: the lessons only read it."""
     shared = tmp_path / "shared"
     (shared / "cifar-10-batches-py").mkdir(parents=True)
-    monkeypatch.setattr(runtime, "_writable", lambda folder: folder != shared)  # tests may run as root
+    monkeypatch.setattr(runtime, "writable", lambda folder: folder != shared)  # tests may run as root
     monkeypatch.setenv(runtime.DATA_ENV, str(shared))
     assert runtime.data_root() == shared
     from course_utils import preflight

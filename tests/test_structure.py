@@ -107,13 +107,8 @@ def test_course_utils_has_no_import_cycle():
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
-# Known and owned elsewhere: runtime.py (another maintainer's) should publish ``writable``; its
-# tests patch ``runtime._writable`` to reach preflight. Remove the entry when it is public.
-KNOWN_PRIVATE = {"course_utils.preflight": ["runtime._writable (of course_utils.runtime)"]}
-
-
 def test_no_module_uses_another_modules_private_names():
-    used = {module: private for module, (_, private) in GRAPH.items() if private and private != KNOWN_PRIVATE.get(module)}
+    used = {module: private for module, (_, private) in GRAPH.items() if private}
     assert not used, f"private names used across modules (make them public, or move them): {used}"
 
 
