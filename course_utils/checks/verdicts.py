@@ -156,7 +156,8 @@ def check_same_training(mine: nn.Module, reference: nn.Module, input_shape: Sequ
             message = _compare_training(mine, reference, input_shape, seed, rtol)
         except Exception as error:  # a broken model is a FAIL, never a stack trace
             text = " ".join(str(error).split())
-            message = f"FAIL got an error in train() ({type(error).__name__}: {text}) expected the reference's training step"
+            message = (f"FAIL got an error in train() ({type(error).__name__}: {text}) "
+                       "expected the reference's training step")
     print(message, flush=True)
 
 
@@ -208,7 +209,8 @@ def _compare_training(mine: nn.Module, reference: nn.Module, input_shape, seed: 
         if q.grad is not None and p.grad is None:
             return f"FAIL got no gradient for parameter #{i} of shape {tuple(p.shape)} expected one (is it detached?)"
         if q.grad is not None and not _close(p.grad, q.grad, rtol):
-            return f"FAIL got a different gradient for parameter #{i} of shape {tuple(p.shape)} expected the reference's"
+            return (f"FAIL got a different gradient for parameter #{i} of shape {tuple(p.shape)} "
+                    "expected the reference's")
     if input_grads[1] is not None and (input_grads[0] is None or not _close(input_grads[0], input_grads[1], rtol)):
         return "FAIL got a different gradient for the input expected the reference's"
     for i, (b, c) in enumerate(zip(our_buffers, their_buffers)):
