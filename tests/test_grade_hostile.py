@@ -198,3 +198,61 @@ def test_a_submission_has_a_time_cap(tmp_path):
     assert time.monotonic() - start < 30
     assert result.questions[0].passed and not result.questions[3].passed
     assert result.questions[3].reason == "not run: the submission was stopped after 7 s (its time limit)"
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes below ``pid`` now (from /proc)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (ValueError, OSError, IndexError):
+            pass
+    found, todo = set(), [pid]
+    while todo:
+        pid = todo.pop()
+        children = [child for child, parent in parents.items() if parent == pid]
+        found.update(children)
+        todo += children
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those of ``pids`` still running (not zombies)."""
+    running = set()
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                running.add(pid)
+        except OSError:
+            pass
+    return running
+
+
+@pytest.mark.parametrize("stop", ["interrupt", "kill"])
+def test_a_stopped_grader_leaves_no_submission_running(tmp_path, stop):
+    """Ctrl-C keeps what was graded; even SIGKILL of the grader takes its submissions with it."""
+    import signal
+    fast, notebooks = toy_submission(tmp_path, {})
+    slow, _ = toy_submission(tmp_path / "slow", {"q1": "import time\ntime.sleep(120)"})
+    out = tmp_path / "grades.json"
+    run = subprocess.Popen([sys.executable, "-m", "course_utils.grade", str(fast), str(slow), "--reference",
+                            str(notebooks), "--jobs", "1", "--json", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.exists() and len(json.loads(out.read_text() or "[]")) == 1):
+            assert time.monotonic() < deadline and run.poll() is None, "the first submission was not graded"
+            time.sleep(0.5)
+        time.sleep(3)  # the slow one is in its sleep
+        below = descendants(run.pid)
+        assert alive(below), "no submission running"
+        run.send_signal(signal.SIGINT if stop == "interrupt" else signal.SIGKILL)
+        _, err = run.communicate(timeout=30)
+        if stop == "interrupt":
+            assert run.returncode == 130 and "interrupted: 1 of 2 submissions graded" in err
+        time.sleep(2)
+        assert alive(below) == set()
+        assert [Path(r["submission"]).name for r in json.loads(out.read_text())] == ["01_toy.ipynb"]
+    finally:
+        run.kill()

@@ -107,17 +107,22 @@ class Course:
 
 @functools.cache
 def isolation() -> tuple[list[str], bool]:
-    """The ``unshare`` prefix this machine allows (``[]``: none), and whether it maps root (user namespace)."""
+    """The command prefix this machine allows (``[]``: none), and whether it maps root (user namespace).
+
+    ``unshare``: PID, network and mount namespaces; ``setpriv --pdeathsig KILL``: the submission
+    dies with the grader, even when the grader is killed outright (util-linux, both).
+    """
     if sys.platform != "linux" or not shutil.which("unshare"):
         return [], False
     namespaces = ["--mount", "--net", "--pid", "--fork", "--kill-child"]
     for prefix, mapped in ((["unshare", *namespaces], False),
                            (["unshare", "--user", "--map-root-user", *namespaces], True)):
-        try:
-            if subprocess.run(prefix + ["true"], capture_output=True, timeout=30).returncode == 0:
-                return prefix, mapped
-        except (OSError, subprocess.SubprocessError):
-            pass
+        for guard in (["setpriv", "--pdeathsig", "KILL"], []):
+            try:
+                if subprocess.run(guard + prefix + ["true"], capture_output=True, timeout=30).returncode == 0:
+                    return guard + prefix, mapped
+            except (OSError, subprocess.SubprocessError):
+                pass
     return [], False
 
 
