@@ -114,7 +114,7 @@ def grade(submission: Path, reference_dir: Path = Path("notebooks"), *, timeout:
     with _CHANGES:
         changed = course.changed()
     if changed:
-        result.warnings.append("course files changed while it ran (later submissions still use the copy "
+        result.warnings.append("reference notebooks changed while it ran (later submissions still use the copy "
                                "taken at the start): " + ", ".join(changed))
     return result
 

@@ -470,8 +470,8 @@ def test_references_are_read_once_and_changes_are_reported(tmp_path, monkeypatch
     monkeypatch.setattr(sandbox, "run", run)
     first, second = (grade.grade(path, reference.parent, course=course) for path in submissions)
     assert (first.score, second.score) == (nbh.TOTAL_POINTS, nbh.TOTAL_POINTS), (first, second)
-    assert first.warnings == [f"course files changed while it ran (later submissions still use the copy taken "
-                              f"at the start): {reference}"] and second.warnings == []
+    assert first.warnings == [f"reference notebooks changed while it ran (later submissions still use the "
+                              f"copy taken at the start): {reference}"] and second.warnings == []
 
 
 def test_bench_grade_makes_a_class_of_untouched_solved_and_partly_solved_copies(tmp_path):

@@ -17,8 +17,9 @@ starts, detached or not, dies with the worker, and ``kernel.py`` makes every fil
 submission's folder read-only for it (the checkout, Python, the result files, other
 submissions). The kernel's memory is capped
 (``RLIMIT_AS``), each cell's time and the whole submission's time are capped, and the worker's
-process group is killed afterwards. After each submission the live references and package are
-hashed again: a change is reported (later submissions use the snapshot anyway).
+process group is killed afterwards. After each submission the live reference notebooks are hashed
+again: a change is reported (later submissions use the snapshot anyway). The package is not:
+the course's authors may edit it while a class is graded, and the snapshot makes that harmless.
 """
 
 from __future__ import annotations
@@ -77,16 +78,16 @@ class Course:
         return self.reference_dir / rest if top == "notebooks" else PACKAGE / rest
 
     def live_hashes(self) -> dict[str, str]:
-        """The hashes of the live files now ("" for a file that is gone)."""
+        """The hashes of the live reference notebooks now ("" for a file that is gone)."""
         def digest(path: Path) -> str:
             try:
                 return hashlib.sha256(path.read_bytes()).hexdigest()
             except OSError:
                 return ""
-        return {key: digest(self.live_path(key)) for key in self.files}
+        return {key: digest(self.live_path(key)) for key in self.files if key.startswith("notebooks/")}
 
     def changed(self) -> list[str]:
-        """The live files that differ from the last check (and records them, so each is told once)."""
+        """The live references that differ from the last check (recorded, so each is told once)."""
         now = self.live_hashes()
         changed = [str(self.live_path(key)) for key in now if now[key] != self.hashes[key]]
         self.hashes = now
