@@ -39,7 +39,7 @@ from typing import Any, Iterator
 
 import torch
 
-from course_utils import files
+from course_utils import distributed, files
 from course_utils.runtime import CHECKPOINT_ENV
 
 
@@ -348,6 +348,7 @@ def training_plan(model: torch.nn.Module, train_loader: Any, optimizer: torch.op
     for name, buffer in criterion._buffers.items():  # class weights; None too: adding them is a change
         loss[name] = None if buffer is None else [round(x, 6) for x in buffer.flatten().tolist()]
     dataset = getattr(train_loader, "dataset", None)
+    batch = getattr(train_loader, "batch_size", None)
     data = {key: getattr(profile, key) for key in PROFILE_KEYS if profile is not None}
     return {
         "profile": getattr(profile, "name", None), "epochs": epochs, "data": data,
@@ -356,7 +357,9 @@ def training_plan(model: torch.nn.Module, train_loader: Any, optimizer: torch.op
         "optimizer": type(optimizer).__name__, "param_groups": groups,
         "scheduler": type(scheduler).__name__ if scheduler is not None else None,
         "criterion": {"type": type(criterion).__name__, **loss},
-        "batch_size": getattr(train_loader, "batch_size", None),
+        # under torchrun the effective batch (all ranks' images in one step), so N processes
+        # with batch B and 1 process with batch N * B have the same plan and resume each other
+        "batch_size": batch * distributed.world_size() if batch else batch,
         "batches_per_epoch": len(train_loader) if hasattr(train_loader, "__len__") else None,
         "train_size": len(dataset) if hasattr(dataset, "__len__") else None,
     }

@@ -13,6 +13,7 @@ steps, e.g. ``OneCycleLR(optimizer, max_lr, total_steps=epochs * len(train_loade
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from course_utils import checkpoint, reruns, runtime, validate
+from course_utils import checkpoint, distributed, reruns, runtime, validate
 from course_utils.metrics import IGNORE_INDEX, ConfusionMatrix, scored
 from course_utils.progress import bar as progress_bar
 
@@ -126,11 +127,22 @@ def train_one_epoch(model: nn.Module, loader: Iterable, criterion: nn.Module,
             correct += ((logits.argmax(1) == targets) & valid).sum()
             counted += valid.sum()
         num_images += images.shape[0]
+    if distributed.is_distributed():  # under torchrun: add up all ranks' sums, so every rank reports the epoch
+        loss_sum, correct, counted, num_images = _sum_over_ranks(loss_sum, correct, counted, num_images)
     if num_images == 0:
         raise ValueError("The training loader yielded no batches: is the dataset smaller than "
                          "batch_size with drop_last=True?")
     return {"loss": loss_sum.item() / num_images,  # the one sync of the epoch
             "accuracy": correct.item() / max(counted.item(), 1)}
+
+
+def _sum_over_ranks(loss_sum: torch.Tensor, correct: torch.Tensor, counted: torch.Tensor,
+                    num_images: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """The four sums of an epoch added up over all ranks, in one all-reduce (float64 holds counts exactly)."""
+    totals = torch.stack([loss_sum.double(), correct.double(), counted.double(),
+                          torch.tensor(float(num_images), dtype=torch.float64, device=loss_sum.device)])
+    distributed.all_reduce_sum(totals)
+    return totals[0], totals[1].long(), totals[2].long(), int(totals[3].item())
 
 
 @torch.inference_mode()
@@ -144,6 +156,8 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str, num
     Targets count by ``metrics.scored`` with the criterion's ``ignore_index`` (255 without one),
     so ``metrics.pixel_accuracy(preds, targets, ignore_index=...)`` gives the same accuracy.
     """
+    model = distributed.unwrap(model)  # a DDP forward would wait for the other ranks at every batch
+    loader = distributed.shard(loader)  # under torchrun: each rank scores its part of the images
     model.eval()
     device = torch.device(device)
     validate.model_on_device(model, device)
@@ -166,6 +180,13 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str, num
         matrix.update(logits.argmax(1), targets)  # (N,) or (N, H, W)
         num_images += images.shape[0]
         segmentation = targets.dim() > 1
+    if distributed.is_distributed():  # add up the ranks' confusion matrices: every rank reports the whole set
+        counts = matrix.matrix if matrix.matrix is not None else torch.zeros(
+            num_classes, num_classes, dtype=torch.long, device=device)  # a rank with no images
+        sums = distributed.all_reduce_sum(torch.tensor([loss_sum.item(), num_images, segmentation],
+                                                       dtype=torch.float64, device=device))
+        matrix.matrix = distributed.all_reduce_sum(counts)
+        loss_sum, num_images, segmentation = sums[0], int(sums[1].item()), bool(sums[2].item())
     if num_images == 0:
         raise ValueError("evaluate(): the loader yielded no batches.")
     scores = matrix.compute()
@@ -267,12 +288,18 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
     device = torch.device(device)
     amp = profile.amp if profile is not None else False
     progress = profile.progress if profile is not None else True
+    # Under torchrun (see distributed.py): train a DDP wrapper ``net`` of the plain ``model`` on this
+    # rank's shard of the data; rank 0 alone prints and saves. Without a process group: net is model.
+    model = distributed.unwrap(model)
     _place(model, device)
+    net = distributed.wrap(model, device)
+    train_loader, val_loader = distributed.shard(train_loader), distributed.shard(val_loader)
     scaler = scaler if scaler is not None else make_scaler(device, amp)
     history = {key: list(values) for key, values in (history or new_history()).items()}
     for epoch in range(start_epoch, epochs):
         start = time.perf_counter()
-        train = train_one_epoch(model, train_loader, criterion, optimizer, device, scheduler=scheduler,
+        distributed.set_epoch(train_loader, epoch)  # a DistributedSampler shuffles by epoch
+        train = train_one_epoch(net, train_loader, criterion, optimizer, device, scheduler=scheduler,
                                 scaler=scaler, amp=amp, progress=progress, epoch=epoch,
                                 num_classes=num_classes)
         val = evaluate(model, val_loader, device, num_classes, criterion=criterion,
@@ -286,13 +313,13 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
         for key, value in row.items():
             history.setdefault(key, []).append(value)
         miou = f" miou {val['miou']:.3f}" if "miou" in val else ""
-        print(f"epoch {epoch + 1}/{epochs} | train loss {train['loss']:.3f} acc {train['accuracy']:.3f} | "
+        _say(f"epoch {epoch + 1}/{epochs} | train loss {train['loss']:.3f} acc {train['accuracy']:.3f} | "
               f"val loss {val['loss']:.3f} acc {val['accuracy']:.3f}{miou} | lr {lr:.2e} | "
-              f"{row['epoch_time']:.1f}s", flush=True)
+              f"{row['epoch_time']:.1f}s")
         if not (math.isfinite(train["loss"]) and math.isfinite(val["loss"])):
             raise _diverged(epoch + 1, train["loss"], val["loss"], lr, checkpoint_path)  # nothing saved
         finished = epoch + 1 == epochs
-        if checkpoint_path is not None and (finished or (epoch + 1) % checkpoint_every == 0):
+        if checkpoint_path is not None and (finished or (epoch + 1) % checkpoint_every == 0) and distributed.is_main():
             checkpoint.save(
                 checkpoint_path, model=model.state_dict(), optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict() if scheduler is not None else None,
@@ -300,7 +327,14 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
                 epoch=epoch + 1, epochs=epochs, history=history,
                 profile=profile.name if profile is not None else None, finished=finished,
                 rng=_rng_state(train_loader), plan=plan)
+        distributed.barrier()  # under torchrun: the other ranks wait until rank 0 has saved
     return history
+
+
+def _say(message: str) -> None:
+    """Print a progress line, on rank 0 only under torchrun (N identical lines would say nothing more)."""
+    if distributed.is_main():
+        print(message, flush=True)
 
 
 def _diverged(epoch: int, train_loss: float, val_loss: float, lr: float,
@@ -357,16 +391,23 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
     time (``checkpoint.CheckpointBusyError``).
     """
     epochs = epochs if epochs is not None else profile.epochs
-    device = torch.device(device) if device is not None else runtime.pick_device()
+    device = torch.device(device) if device is not None else (
+        distributed.device() if distributed.is_distributed() else runtime.pick_device())
+    # under torchrun: the plain model (its structure is the plan) and this rank's shards of the data
+    model = distributed.unwrap(model)
+    train_loader, val_loader = distributed.shard(train_loader), distributed.shard(val_loader)
     path = Path(checkpoint_dir or runtime.checkpoint_dir(profile)) / f"{name}.pt"
     plan = checkpoint.training_plan(model, train_loader, optimizer, criterion, epochs=epochs,
                                     profile=profile, scheduler=scheduler)
     scaler = make_scaler(device, profile.amp)
     start_epoch, history, outcome, kept = 0, None, "trained", None
-    with checkpoint.locked(path):  # one trainer per checkpoint
-        checkpoint.remove_temporary_files(path)  # left by a process killed while saving
-        if path.is_file():
-            state = checkpoint.load(path)
+    # one trainer per checkpoint; under torchrun rank 0 holds the lock and reads the file for all ranks
+    with checkpoint.locked(path) if distributed.is_main() else contextlib.nullcontext():
+        if distributed.is_main():
+            checkpoint.remove_temporary_files(path)  # left by a process killed while saving
+        state = checkpoint.load(path) if distributed.is_main() and path.is_file() else None
+        state = distributed.broadcast_object(state)  # under torchrun: rank 0's checkpoint on every rank
+        if state is not None:
             if "plan" in state:
                 changes = checkpoint.plan_differences(state["plan"], plan)
             else:  # written before plans were recorded: epochs and profile are all we know
@@ -379,23 +420,24 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
                                      f"{'; ...' if len(changes) > 4 else ''})")
                 # before setting the old file aside: a refusal changes nothing on disk
                 reruns.refuse_if_used(model, optimizer, scheduler, f"Checkpoint {path} {reason}")
-                kept = checkpoint.set_aside(path)
-                print(f"Checkpoint {path} {reason}: training from scratch. "
-                      f"The old run is kept as {kept.name}.", flush=True)
+                if distributed.is_main():
+                    kept = checkpoint.set_aside(path)
+                    _say(f"Checkpoint {path} {reason}: training from scratch. The old run is kept as {kept.name}.")
             else:
                 _restore(state, path, model, optimizer, scheduler, scaler, device)  # overwrites any used state
                 if state["finished"]:
-                    print(f"Loaded the finished checkpoint {path} ({state['epoch']} epochs). To train "
-                          f"again, delete it, then re-run the cell that builds the model and optimizer, "
-                          f"and this one.", flush=True)
+                    _say(f"Loaded the finished checkpoint {path} ({state['epoch']} epochs). To train "
+                         f"again, delete it, then re-run the cell that builds the model and optimizer, "
+                         f"and this one.")
                     reruns.finished(model)
                     return History(state["history"], "loaded", path)
                 _set_rng_state(state["rng"], train_loader)
                 start_epoch, history, outcome = state["epoch"], state["history"], "resumed"
-                print(f"Resuming {path} after epoch {start_epoch} of {epochs}.", flush=True)
+                _say(f"Resuming {path} after epoch {start_epoch} of {epochs}.")
         else:
             reruns.refuse_if_used(model, optimizer, scheduler, f"No checkpoint {path} yet")
-        with reruns.tracking(model, optimizer, path):  # used from the first step; Ctrl-C says what next
+        # used from the first step; Ctrl-C says what next, and so does a rank that died under torchrun
+        with reruns.tracking(model, optimizer, path), distributed.explain_lost_rank(path):
             history = fit(model, train_loader, val_loader, epochs=epochs, optimizer=optimizer,
                           criterion=criterion, device=device, num_classes=num_classes, scheduler=scheduler,
                           scaler=scaler, profile=profile, checkpoint_path=path,

@@ -14,6 +14,7 @@ flip with probability 0.5).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -46,6 +47,7 @@ class DeviceLoader:
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.rank, self.world = 0, 1  # under torchrun: which shard of the images this process takes (see shard)
         if train and len(self.images) < batch_size:
             raise ValueError(f"{len(self.images)} training images, fewer than one batch of {batch_size}.")
 
@@ -55,14 +57,33 @@ class DeviceLoader:
         mean, std = (tuple(round(x, 4) for x in t.flatten().tolist()) for t in (self.mean, self.std))
         return f"DeviceLoader({len(self.images)} images, batch_size={self.batch_size}: {augment}normalize {mean} {std})"
 
-    def __len__(self) -> int:
+    def shard(self, rank: int, world: int) -> "DeviceLoader":
+        """A copy that yields only every ``world``-th image of each epoch's order, from ``rank`` on.
+
+        ``distributed.shard`` calls it under torchrun. Every rank draws the same order (same seed),
+        so the shards are disjoint; a training shard is cut to the same length on every rank.
+        """
+        part = copy.copy(self)
+        part.rank, part.world = rank, world
+        return part
+
+    def _size(self) -> int:
+        """Images this process sees per epoch: all of them, or its shard's."""
         n = len(self.images)
+        if self.world == 1:
+            return n
+        return n // self.world if self.train else len(range(self.rank, n, self.world))
+
+    def __len__(self) -> int:
+        n = self._size()
         return n // self.batch_size if self.train else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.images)
         order = (torch.randperm(n, device=self.device, generator=self.generator) if self.train
                  else torch.arange(n, device=self.device))
+        if self.world > 1:  # under torchrun: this rank's shard of the same order
+            order = order[self.rank::self.world][:self._size()]
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start:start + self.batch_size]
             images = self.images[index]  # (B, 3, H, W) uint8, on the device
