@@ -155,6 +155,8 @@ MISTAKES = {
         'content = json.loads((self.root / "annotations.json").read_text())':
         'content = json.loads((self.root / "annotations.json").read_text())\n'
         '        class_to_idx = {name: i for i, name in enumerate(content.get("categories", self.classes))}'}),
+    "06 dataset counts the image files of its folder": (L06, "1", {
+        "return len(self.samples)": 'return len(list(self.root.glob("*.png"))) + len(list(self.root.glob("*.jpg")))'}),
     "06 dataset raises KeyError for an unknown category": (L06, "1", {
         'raise ValueError(f"{name}: unknown': 'raise KeyError(f"{name}: unknown'}),
 }
@@ -228,3 +230,56 @@ def test_check_cells_accept_a_right_answer_written_another_way(name):
     lesson, question, rewrite = ALTERNATIVES[name]
     printed, stored = run_checks(lesson, question, rewrite)
     assert printed == stored
+
+
+# The helpers themselves -------------------------------------------------------------------------
+
+def test_stored_answers_hold_verdicts_shapes_and_counts_only():
+    """No floats, devices or paths in a stored answer: it must be the same in every profile and on every device."""
+    import re
+
+    import nbformat
+
+    from test_check_cells import NOTEBOOKS
+
+    for lesson in (L03, L04, L05, L06):
+        nb = nbformat.read(NOTEBOOKS / lesson, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code" and "NBVAL_CHECK_OUTPUT" in cell.source:
+                text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+                assert text and all(line.startswith("PASS ") for line in text.splitlines()), (lesson, text)
+                assert not re.search(r"\d\.\d|\b(cpu|cuda|mps)\b|/|\\", text.replace("2**31", "")), (lesson, text)
+
+
+def test_voc_mask_fact_check_never_raises(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from course_utils import checks
+
+    palette = Image.fromarray(np.array([[0, 15], [255, 3]], dtype=np.uint8), mode="L").convert("P")
+    palette.save(tmp_path / "good.png")
+    checks.segmentation.check_voc_mask_file(tmp_path / "good.png")
+    assert capsys.readouterr().out.count("PASS ") == 2
+    Image.new("RGB", (2, 2), (128, 0, 0)).save(tmp_path / "rgb.png")  # a mask saved as RGB: colours, not classes
+    checks.segmentation.check_voc_mask_file(tmp_path / "rgb.png")
+    assert capsys.readouterr().out.startswith("FAIL got PIL mode of a VOC mask 'RGB'")
+    checks.segmentation.check_voc_mask_file(tmp_path / "missing.png")  # one line, no exception
+    assert capsys.readouterr().out == "FAIL got an unreadable mask (FileNotFoundError) expected a palette PNG\n"
+
+
+def test_one_in_one_out_passes_gradients_to_every_input():
+    import torch
+
+    from course_utils.checks.adapters import OneInOneOut, flat_shape
+    from course_utils.models import unet
+
+    shapes = [(2, 8, 4, 4), (2, 4, 8, 9)]
+    wrapped = OneInOneOut(unet.Up(12, 4), shapes)
+    assert [p.shape for p in wrapped.parameters()] == [p.shape for p in unet.Up(12, 4).parameters()]
+    flat = torch.randn(flat_shape(shapes), requires_grad=True)
+    out = wrapped(flat)
+    assert out.shape == (2, 4 * 8 * 9)
+    out.sum().backward()
+    x_grad, skip_grad = flat.grad.split([8 * 4 * 4, 4 * 8 * 9], dim=1)
+    assert x_grad.abs().sum() > 0 and skip_grad.abs().sum() > 0

@@ -1,7 +1,7 @@
 """Checks of lesson 06 (your own dataset): ``JsonImageDataset``.
 
 The check builds a tiny image folder in a temporary directory (greyscale, transparent and palette
-images, a file in a subfolder, a file that is not listed, a class list in the file in another
+images, a file in a subfolder, files that are not listed, a class list in the file in another
 order than the one given) and compares the student's dataset with ``folder.AnnotatedImageFolder``.
 Beyond items and labels, it tries what one pass over a folder cannot show: no transform (the
 item is then a PIL image), a root given as a string, a file changed after ``__init__`` (images are
@@ -30,7 +30,7 @@ ENTRIES = [("b.png", "cat"), ("a.jpg", "bird"), ("c.png", "dog"), ("more/g.png",
 
 
 def write_tiny_folder(root: Path, entries: Sequence[tuple[str, str]] = ENTRIES) -> None:
-    """Six listed images of several kinds, one unlisted file, and annotations.json (with its own class order)."""
+    """Six listed images of several kinds, two unlisted files, and annotations.json (with its own class order)."""
     (root / "more").mkdir(exist_ok=True)
     Image.new("RGB", (12, 10), (200, 30, 30)).save(root / "b.png")
     Image.new("L", (9, 14), 90).save(root / "a.jpg")  # greyscale JPEG
@@ -40,7 +40,8 @@ def write_tiny_folder(root: Path, entries: Sequence[tuple[str, str]] = ENTRIES) 
     palette.save(root / "more" / "g.png")
     Image.new("RGB", (16, 8), (20, 220, 20)).save(root / "d.png")
     Image.new("RGB", (8, 12), (250, 250, 0)).save(root / "e.png")
-    Image.new("RGB", (8, 8)).save(root / "f.png")  # not listed: not an item
+    Image.new("RGB", (8, 8)).save(root / "f.png")  # not listed: not items
+    Image.new("RGB", (8, 8)).save(root / "h.jpg")
     (root / "annotations.json").write_text(json.dumps({
         "categories": sorted(CLASSES),  # the file's own order: the classes given to the dataset win
         "annotations": [{"file_name": name, "category": category} for name, category in entries]}))
@@ -54,6 +55,13 @@ def _describe(item: object) -> str:
 
 def _items(dataset: Dataset) -> list:
     return [dataset[i] for i in range(len(dataset))]
+
+
+def _pixels(items: list) -> object:
+    """The images of ``items`` as one flat tensor (sizes may differ); the first odd item as it is."""
+    images = [image for image, _ in items]
+    odd = next((image for image in images if not isinstance(image, torch.Tensor)), None)
+    return odd if odd is not None else torch.cat([image.flatten() for image in images])
 
 
 def check_json_dataset(JsonImageDataset: type[Dataset]) -> None:
@@ -72,7 +80,7 @@ def check_json_dataset(JsonImageDataset: type[Dataset]) -> None:
         check_equal(labels, reference.targets, name="labels in file order (positions in the given classes)")
         check_equal(sorted({type(label).__name__ for label in labels}), ["int"], name="type of the labels")
         check_shape(items[2][0], (3, 8, 8), name="item 2 after the transform")
-        check_close(torch.stack([image for image, _ in items]), torch.stack([image for image, _ in _items(reference)]),
+        check_close(_pixels(items), _pixels(_items(reference)),
                     name="pixel values (greyscale, transparent and palette files as RGB)")
 
         plain = JsonImageDataset(root, CLASSES)

@@ -49,7 +49,7 @@ def check_encoder_features(encoder_features: Callable) -> None:
                     name="feature values (torchvision resnet50)")
     shapes = [(2, 3, 65, 47)]
     narrow = resnet.ResNet50(stem="imagenet", width_div=8)
-    with labelled("ResNet50 at 1/8 width"):
+    with labelled("ResNet50 8x narrower"):
         check_same_training(OneInOneOut(narrow, shapes, call=encoder_features),
                             OneInOneOut(copy.deepcopy(narrow), shapes, call=resnet.encoder_features),
                             input_shape=flat_shape(shapes))
@@ -84,14 +84,16 @@ def check_resnet_unet(ResNetUNet: type[nn.Module]) -> None:
     logits upsampled bilinearly to the input's size."""
     with torch.device("meta"):  # shapes only: no memory, no time spent on random initial weights
         model = ResNetUNet(num_classes=21)
+        seven = ResNetUNet(num_classes=7)
     check_param_count(model, 43_862_165)
     check_param_count(model, 43_862_165, trainable_only=True)  # nothing frozen in the constructor
+    with labelled("num_classes=7"):
+        check_param_count(seven, 43_861_255)
+    narrow = resnet_unet.ResNetUNet(num_classes=7, width_div=8)
+    small = _with_parts_of(seven, narrow)  # your forward on 8x narrower parts: fast
+    with torch.no_grad():
+        check_shape(small.eval()(torch.zeros(1, 3, 35, 47)), (1, 7, 35, 47), name="logits for 35x47 (odd sizes)")
     # the reference's weights are copied in: the meta model only needs (uninitialised) memory
     check_same_as(model.to_empty(device="cpu"), resnet_unet.ResNetUNet(num_classes=21), input_shape=(1, 3, 35, 47))
-    with torch.device("meta"):
-        model = ResNetUNet(num_classes=7)
-    with labelled("num_classes=7"):
-        check_param_count(model, 43_861_255)
-    narrow = resnet_unet.ResNetUNet(num_classes=7, width_div=8)
-    with labelled("num_classes=7, parts 1/8 wide"):
-        check_same_training(_with_parts_of(model, narrow), narrow, input_shape=(2, 3, 35, 47))
+    with labelled("num_classes=7, parts 8x narrower"):
+        check_same_training(small, narrow, input_shape=(2, 3, 35, 47))

@@ -61,8 +61,11 @@ def check_unet(UNet: type[nn.Module]) -> None:
                 [(1, 64, 17, 23), (1, 128, 8, 11), (1, 256, 4, 5), (1, 512, 2, 2), (1, 1024, 1, 1)],
                 name="encoder maps x1..x5")
     check_param_count(model, 31_386_133)
-    check_same_as(model, unet.UNet(), input_shape=(1, 3, 17, 23))  # the output has the input's size
     small = dict(in_channels=1, num_classes=7, base_width=4)  # a narrow U-Net: the same wiring, fast to train
+    with torch.no_grad():
+        check_shape(UNet(**small).eval()(torch.zeros(2, 1, 35, 50)), (2, 7, 35, 50),
+                    name="logits of UNet(in_channels=1, num_classes=7, base_width=4) for 35x50")
+    check_same_as(model, unet.UNet(), input_shape=(1, 3, 17, 23))  # the output has the input's size
     with labelled("in_channels=1, num_classes=7, base_width=4"):
         check_same_as(UNet(**small), unet.UNet(**small), input_shape=(2, 1, 35, 50))
         check_same_training(UNet(**small), unet.UNet(**small), input_shape=(2, 1, 35, 50))
