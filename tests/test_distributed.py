@@ -144,3 +144,27 @@ def test_device_loader_shards_are_disjoint_and_train_shards_equal():
     train = [DeviceLoader(images, labels, train=True, seed=3, **common).shard(r, 2) for r in range(2)]
     got = [torch.cat([y for _, y in part]).tolist() for part in train]
     assert len(got[0]) == len(got[1]) == 4 and not set(got[0]) & set(got[1])  # same order, disjoint halves
+
+
+def test_train_entry_one_process_checkpoint_loads_under_torchrun(tmp_path, monkeypatch):
+    """``python -m course_utils.train`` on 1 process, then ``torchrun ... -m course_utils.train`` on 2
+    with the same effective batch: the 2 ranks load the 1-process checkpoint (same plan) and report
+    the same test accuracy; rank 0 alone writes the results JSON."""
+    from course_utils import train
+    env = {"COURSE_DATA": tmp_path / "data", "COURSE_CHECKPOINTS": tmp_path / "ck", "COURSE_RESULTS": tmp_path / "res"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(value))
+    one = train.main(["--model", "vgg16", "--profile", "ci", "--epochs", "1", "--results", str(tmp_path / "one.json")])
+    assert one["outcome"] == "trained" and one["world_size"] == 1
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+         "course_utils.train", "--model", "vgg16", "--profile", "ci", "--epochs", "1",
+         "--results", str(tmp_path / "two.json")],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd=Path(__file__).parents[1],
+        env={**os.environ, distributed.TIMEOUT_ENV: "60", "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    two = json.loads((tmp_path / "two.json").read_text())
+    assert (two["world_size"], two["backend"], two["outcome"]) == (2, "gloo", "loaded")
+    assert (two["batch_size"], two["batch_per_process"]) == (one["batch_size"], one["batch_size"] // 2)
+    assert two["test_accuracy"] == one["test_accuracy"] and two["test_images"] == one["test_images"]
+    assert done.stdout.count("Loaded the finished checkpoint") == 1  # rank 0 alone prints
