@@ -296,6 +296,17 @@ ALTERNATIVES.update({
         "out_height = (height + 2 * padding - kernel_size) // stride + 1":
         "import math\n    out_height = math.floor((height + 2 * padding - kernel_size) / stride) + 1",
         "in_channels * kernel_size * kernel_size": "in_channels * kernel_size ** 2"}),
+ "00 torchvision normalize": ("00_setup.ipynb", "1", {"    mean = torch.as_tensor(mean, dtype=images.dtype).view(1, -1, 1, 1)\n    std = torch.as_tensor(std, dtype=images.dtype).view(1, -1, 1, 1)\n    return (images - mean) / std": "    import torchvision.transforms.functional as F2\n    return F2.normalize(images, list(mean), list(std))"}),
+ "00 float32 stats": ("00_setup.ipynb", "1", {"mean = torch.as_tensor(mean, dtype=images.dtype)": "mean = torch.tensor(mean)", "std = torch.as_tensor(std, dtype=images.dtype)": "std = torch.tensor(std, dtype=images.dtype)"}),
+ "00 one_hot": ("00_setup.ipynb", "2", {"return torch.bincount(labels.flatten(), minlength=num_classes)": "return torch.nn.functional.one_hot(labels.flatten(), num_classes).sum(0)"}),
+ "00 bincount slice": ("00_setup.ipynb", "2", {"labels = mask[mask < num_classes]  # drops 255 (void)\n    return torch.bincount(labels.flatten(), minlength=num_classes)": "return torch.bincount(mask.flatten(), minlength=256)[:num_classes]"}),
+ "01 explicit BN defaults, MaxPool2d(2, 2)": ("01_vgg16_cifar10.ipynb", "1", {"layers.append(nn.BatchNorm2d(v))": "layers.append(nn.BatchNorm2d(num_features=v, eps=1e-05, momentum=0.1))", "nn.MaxPool2d(kernel_size=2, stride=2)": "nn.MaxPool2d(2, 2)"}),
+ "01 forward one line": ("01_vgg16_cifar10.ipynb", "2", {"x = self.features(x)  # (N, 512, 1, 1)\n        return self.classifier(x)  # (N, num_classes)": "return self.classifier(self.features(x))"}),
+ "01 init data.normal_": ("01_vgg16_cifar10.ipynb", "3", {"            nn.init.normal_(m.weight, 0, 0.01)\n            nn.init.zeros_(m.bias)\n    ### END": "            m.weight.data.normal_(0, 0.01)\n            m.bias.data.zero_()\n    ### END"}),
+ "01 loop train(True), labels.size(0)": ("01_vgg16_cifar10.ipynb", "4", {"model.train()  #": "model.train(True)  #", "loss_sum += loss.item() * images.shape[0]": "loss_sum += loss.item() * labels.size(0)", "optimizer.zero_grad()  #": "optimizer.zero_grad(set_to_none=True)  #"}),
+ "02 block separate relus and explicit if": ("02_resnet50_cifar10.ipynb", "1", {"        identity = x if self.downsample is None else self.downsample(x)  # (N, out, H/s, W/s)": "        identity = x\n        if self.downsample is not None:\n            identity = self.downsample(x)", "return self.relu(out + identity)": "out = out + identity\n        return self.relu(out)", "self.relu = nn.ReLU(inplace=True)\n        self.downsample": "self.relu = nn.ReLU()\n        self.downsample"}),
+ "02 resnet view": ("02_resnet50_cifar10.ipynb", "3", {"x = torch.flatten(self.avgpool(x), 1)": "x = self.avgpool(x)\n        x = x.view(x.size(0), -1)"}),
+ "07 int of float": ("07_model_comparison.ipynb", "1", {"return out_channels * out_height": "return int(1.0 * out_channels) * out_height"}),
 })
 
 
