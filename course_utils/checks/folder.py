@@ -86,7 +86,8 @@ def check_json_dataset(JsonImageDataset: type[Dataset]) -> None:
         plain = JsonImageDataset(root, CLASSES)
         check_equal(_describe(plain[0][0]), "PIL image, mode RGB, size (12, 10)", name="item 0 without a transform")
         Image.new("RGB", (12, 10), (10, 10, 240)).save(root / "b.png")  # the file changes after __init__
-        check_close(transform(plain[0][0]), reference[0][0], name="item 0 read from the file as it is now (opened in __getitem__)")
+        check_close(transform(plain[0][0]), reference[0][0],
+                    name="item 0 read from the file as it is now (opened in __getitem__)")
 
         write_tiny_folder(root, ENTRIES + [("f.png", "fish")])
         try:
