@@ -393,3 +393,16 @@ def test_check_same_shapes_works_on_meta_models(capsys):
         mine, reference, other = small_cnn(classes=7), small_cnn(classes=7), small_cnn()
     assert one_line(capsys, checks.check_same_shapes, mine, reference) == "PASS same parameter shapes as reference (last (7,))"
     assert one_line(capsys, checks.check_same_shapes, other, reference) == "FAIL got parameter #4 of shape (10, 4) expected (7, 4)"
+
+
+def test_question_leaves_the_random_state_as_it_found_it(capsys):
+    """Checks draw random weights: the cells after a check cell (training) must get the same random
+    numbers whether or not the question was answered (or checked at all)."""
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    with checks.question(1):
+        torch.randn(100)  # what a check does
+        raise NotImplementedError
+    assert torch.equal(torch.rand(3), expected)
+    assert "not answered yet" in capsys.readouterr().out

@@ -23,6 +23,8 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
+
 _PACKAGE = Path(__file__).resolve().parents[1]  # course_utils/
 
 
@@ -64,25 +66,28 @@ def _one_line(error: BaseException) -> str:
 def question(number: int | str) -> Iterator[None]:
     """Run a question's checks; report an unanswered or crashing answer in one line instead of raising."""
     label = f"Question {number}"
-    try:
-        yield
-    except NotImplementedError as error:
-        frame = _student_frame(error)
-        innermost = traceback.extract_tb(error.__traceback__)[-1]
-        if frame is not None and frame == innermost:  # the student's own stub raised it
-            print(f"{label}: not answered yet ({_name_of(frame, error)} raises NotImplementedError)", flush=True)
-        else:
+    # The checks draw random weights and inputs: restore the CPU random state afterwards, so the
+    # cells below (training) give the same results whether or not the question is answered.
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        except NotImplementedError as error:
+            frame = _student_frame(error)
+            innermost = traceback.extract_tb(error.__traceback__)[-1]
+            if frame is not None and frame == innermost:  # the student's own stub raised it
+                print(f"{label}: not answered yet ({_name_of(frame, error)} raises NotImplementedError)", flush=True)
+            else:
+                print(f"{label}: FAIL your code raised {_one_line(error)}{_where(error)}", flush=True)
+        except NameError as error:
+            cells = [f for f in traceback.extract_tb(error.__traceback__) if not _is_library(f.filename)]
+            if len(cells) > 1:  # raised inside the student's function, not by the check cell: a bug there
+                print(f"{label}: FAIL your code raised {_one_line(error)}{_where(error)}", flush=True)
+            else:  # the check cell itself names something that is not defined yet
+                name = getattr(error, "name", None) or str(error)
+                print(f"{label}: FAIL {name!s} is not defined: run the cell that defines it (above this one) first",
+                      flush=True)
+        except Exception as error:  # a crashing answer: one line, and Run All goes on
             print(f"{label}: FAIL your code raised {_one_line(error)}{_where(error)}", flush=True)
-    except NameError as error:
-        cells = [f for f in traceback.extract_tb(error.__traceback__) if not _is_library(f.filename)]
-        if len(cells) > 1:  # raised inside the student's function, not by the check cell: a bug there
-            print(f"{label}: FAIL your code raised {_one_line(error)}{_where(error)}", flush=True)
-        else:  # the check cell itself names something that is not defined yet
-            name = getattr(error, "name", None) or str(error)
-            print(f"{label}: FAIL {name!s} is not defined: run the cell that defines it (above this one) first",
-                  flush=True)
-    except Exception as error:  # a crashing answer: one line, and Run All goes on
-        print(f"{label}: FAIL your code raised {_one_line(error)}{_where(error)}", flush=True)
 
 
 def _where(error: BaseException) -> str:
