@@ -88,16 +88,21 @@ def main(argv: list[str] | None = None) -> dict:
                           "per_minute": round(60 * args.submissions / seconds, 2)}
         results = [(Path(tmp) / f"jobs{jobs}.json").read_text() for jobs in rows]
         scores = [r["score"] for r in json.loads(results[0])]
+        runs = [{Path(r["submission"]).name: r for r in json.loads(text)} for text in results]
+        differ = sorted(name for name in runs[0] if runs[0][name] != runs[-1].get(name))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        for jobs, text in zip(rows, results):  # kept, to read the differences
+            args.json.with_name(f"{args.json.stem}_jobs{jobs}.json").write_text(text)
     report = {"benchmark": "bench_grade", "submissions": args.submissions, "lessons": args.lessons,
               "kinds": {k: kinds.count(k) for k in dict.fromkeys(kinds)}, "load_before": round(load, 2),
               "rows": list(rows.values()), "ratio": round(rows[1]["seconds"] / rows[args.jobs]["seconds"], 2),
-              "identical": len(set(results)) == 1, "total_score": sum(scores)}
+              "identical": len(set(results)) == 1, "differ": differ, "total_score": sum(scores)}
     print(f"{args.submissions} submissions (lessons {args.lessons}; {report['kinds']}), load {load:.2f} before")
     print(f"{'jobs':>5} {'seconds':>9} {'per minute':>11}")
     for row in rows.values():
         print(f"{row['jobs']:>5} {row['seconds']:>9.1f} {row['per_minute']:>11.2f}")
-    print(f"speed-up {report['ratio']}x; results identical: {report['identical']}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
+    print(f"speed-up {report['ratio']}x; results identical: {report['identical']}"
+          + (f" (differ: {', '.join(differ)})" if differ else ""))
     args.json.write_text(json.dumps(report, indent=1) + "\n")
     return report
 

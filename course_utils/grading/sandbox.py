@@ -197,16 +197,16 @@ def run(graded: NotebookNode, course: Course, limits: Limits) -> tuple[list[dict
         command = prefix + [sys.executable, "-m", "course_utils.grading.worker"]
         env = _environment(tmp, limits, mounts="--mount" in prefix)
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.DEVNULL, env=env, cwd=tmp / "job", text=True,
+                                   stderr=subprocess.PIPE, env=env, cwd=tmp / "job", text=True,
                                    start_new_session=True)
         with _LOCK:
             _RUNNING.add(process.pid)
         stopped = ""
         try:
-            output, _ = process.communicate(json.dumps(job) + "\n", timeout=limits.submission_seconds)
+            output, log = process.communicate(json.dumps(job) + "\n", timeout=limits.submission_seconds)
         except subprocess.TimeoutExpired:
             _killpg(process.pid)
-            output, _ = process.communicate()
+            output, log = process.communicate()
             stopped = f"not run: the submission was stopped after {limits.submission_seconds} s (its time limit)"
         finally:
             _killpg(process.pid)
@@ -214,14 +214,15 @@ def run(graded: NotebookNode, course: Course, limits: Limits) -> tuple[list[dict
                 _RUNNING.discard(process.pid)
         messages = [json.loads(line[len(nonce):]) for line in output.splitlines() if line.startswith(nonce)]
         for message in messages:
-            if "kernel_pid" in message and not prefix:  # without a PID namespace: kill its group too
+            if "kernel_pid" in message and "--pid" not in prefix:  # no PID namespace: kill its group too
                 _killpg(message["kernel_pid"])
         cells = [m["cell"] for m in messages if "cell" in m]
         error = next((m["error"] for m in messages if "error" in m), "")
         if not stopped and error:
             stopped = f"not run: {error}"
         elif not stopped and not any("done" in m for m in messages):
-            stopped = f"not run: the grading process ended early (exit status {process.returncode})"
+            last = next((line.strip() for line in reversed(log.splitlines()) if line.strip()), "")
+            stopped = f"not run: the grading process ended early (exit status {process.returncode}) {last}"[:300]
         cells = json.loads(json.dumps(cells).replace(str(tmp), "<grading folder>"))
         return cells, stopped
     finally:
