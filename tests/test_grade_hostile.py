@@ -256,3 +256,16 @@ def test_a_stopped_grader_leaves_no_submission_running(tmp_path, stop):
         assert [Path(r["submission"]).name for r in json.loads(out.read_text())] == ["01_toy.ipynb"]
     finally:
         run.kill()
+
+
+def test_a_submission_has_a_loopback_of_its_own(tmp_path):
+    """No network, but local servers work (lesson 08's torchrun), reachable only from inside."""
+    from course_utils.grading import sandbox
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import socket\nserver = socket.create_server(('127.0.0.1', 0))\n"
+        "socket.create_connection(server.getsockname(), timeout=5).close()\nprint('loopback works')")]
+    (tmp_path / "notebooks").mkdir()
+    records, stopped = sandbox.run(nb, sandbox.Course.snapshot(tmp_path / "notebooks"), sandbox.Limits(cell_seconds=30))
+    assert (stopped, records[0]["status"]) == ("", "ok"), records
+    assert [o["text"] for o in records[0]["outputs"]] == ["loopback works\n"]

@@ -5,6 +5,8 @@ Started by ``worker`` (through the kernelspec that ``sandbox`` writes) as
 
 - caps the kernel's address space at ``$COURSE_GRADE_MEMORY`` bytes (``RLIMIT_AS``): a huge
   allocation raises ``MemoryError`` in the cell instead of waking the host's OOM killer;
+- in the worker's own network namespace (no network), turns its loopback on: ``torchrun`` and
+  other local servers work, and reach only this submission;
 - on Linux, in the worker's own mount namespace, makes the whole file system read-only except
   ``$COURSE_GRADE_WRITABLE`` (the submission's own folder; ``/dev/shm`` and other separate
   mounts keep their rights), then gives up every capability (even as root: no way to remount,
@@ -16,12 +18,16 @@ then replaces itself with ``ipykernel`` (``os.execv``), keeping its process id.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import resource
+import socket
+import struct
 import sys
 
 MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC = 1, 32, 4096, 16384
 PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
 
 def rebind(path: str, read_only: bool) -> None:
@@ -41,22 +47,35 @@ def drop_capabilities() -> None:
         libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)  # fails (harmlessly) past the last one
 
 
-def mount_namespace() -> str:
-    """This process's mount namespace ("" where there is no such thing)."""
+def namespace(kind: str) -> str:
+    """This process's ``kind`` namespace ("mnt", "net"; "" where there is no such thing)."""
     try:
-        return os.readlink("/proc/self/ns/mnt")
+        return os.readlink(f"/proc/self/ns/{kind}")
     except OSError:
         return ""
+
+
+def loopback_up() -> None:
+    """Turn on the interface ``lo`` (a new network namespace starts with it down)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH", b"lo", 0)
+        flags = struct.unpack("16sH", fcntl.ioctl(sock, SIOCGIFFLAGS, request)[:18])[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | IFF_UP))
 
 
 def main(argv: list[str]) -> None:
     memory = int(os.environ.get("COURSE_GRADE_MEMORY", "0"))
     if memory > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    # Only in namespaces of our own: never change the grader's (the whole machine's) network or files.
+    grader_net, grader_mounts = os.environ.get("COURSE_GRADE_HOST_NAMESPACES", " ").split(" ", 1)
+    if grader_net and namespace("net") not in ("", grader_net):
+        try:
+            loopback_up()
+        except OSError:
+            pass  # local servers (torchrun) then fail in the cell, with their own message
     writable = os.environ.get("COURSE_GRADE_WRITABLE", "")
-    # Only in a mount namespace of our own: never make the grader's (the whole machine's) files read-only.
-    grader = os.environ.get("COURSE_GRADE_HOST_MOUNTS", "")
-    if writable and sys.platform == "linux" and grader and mount_namespace() not in ("", grader):
+    if writable and sys.platform == "linux" and grader_mounts and namespace("mnt") not in ("", grader_mounts):
         try:
             rebind("/", read_only=True)
             rebind(writable, read_only=False)

@@ -146,7 +146,7 @@ def _killpg(pgid: int) -> None:
 
 
 def _environment(tmp: Path, limits: Limits, mounts: bool) -> dict[str, str]:
-    from course_utils.grading.kernel import mount_namespace
+    from course_utils.grading.kernel import namespace
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COURSE_", "JUPYTER_", "PYTHON"))}
     course, home = tmp / "course", tmp / "home"
@@ -155,7 +155,7 @@ def _environment(tmp: Path, limits: Limits, mounts: bool) -> dict[str, str]:
                JUPYTER_RUNTIME_DIR=str(tmp / "job" / "runtime"), PYTHONNOUSERSITE="1",
                COURSE_DATA=str(course / "data"), COURSE_RESULTS=str(course / "results"),
                COURSE_CHECKPOINTS=str(course / "checkpoints"), COURSE_GRADE_MEMORY=str(limits.memory_bytes),
-               COURSE_GRADE_WRITABLE=str(tmp) if mounts else "", COURSE_GRADE_HOST_MOUNTS=mount_namespace(),
+               COURSE_GRADE_WRITABLE=str(tmp) if mounts else "", COURSE_GRADE_HOST_NAMESPACES=f"{namespace('net')} {namespace('mnt')}",
                TMPDIR=str(tmp / "tmp"),
                MPLBACKEND="agg")
     env.setdefault("OMP_NUM_THREADS", "1")  # ci models are tiny; parallel jobs share the cores
