@@ -7,8 +7,11 @@ hostile submission scores 5/5 exactly when the grader stopped its attack. Toy ke
 torch: the class runs in about half a minute on two busy cores. Linux only (namespaces).
 """
 
+import contextlib
 import hashlib
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -236,6 +239,7 @@ def test_a_stopped_grader_leaves_no_submission_running(tmp_path, stop):
     fast, notebooks = toy_submission(tmp_path, {})
     slow, _ = toy_submission(tmp_path / "slow", {"q1": "import time\ntime.sleep(120)"})
     out = tmp_path / "grades.json"
+    folders = set()  # the submission's temporary folder (a killed grader cannot remove it)
     run = subprocess.Popen([sys.executable, "-m", "course_utils.grade", str(fast), str(slow), "--reference",
                             str(notebooks), "--jobs", "1", "--json", str(out)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -247,6 +251,9 @@ def test_a_stopped_grader_leaves_no_submission_running(tmp_path, stop):
         time.sleep(3)  # the slow one is in its sleep
         below = descendants(run.pid)
         assert alive(below), "no submission running"
+        for pid in below:
+            with contextlib.suppress(OSError):
+                folders |= {p for p in Path(os.readlink(f"/proc/{pid}/cwd")).parents if p.name.startswith("course-grade-")}
         run.send_signal(signal.SIGINT if stop == "interrupt" else signal.SIGKILL)
         _, err = run.communicate(timeout=30)
         if stop == "interrupt":
@@ -256,6 +263,8 @@ def test_a_stopped_grader_leaves_no_submission_running(tmp_path, stop):
         assert [Path(r["submission"]).name for r in json.loads(out.read_text())] == ["01_toy.ipynb"]
     finally:
         run.kill()
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_submission_has_a_loopback_of_its_own(tmp_path):
