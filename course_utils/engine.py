@@ -155,6 +155,8 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str, num
     the CPU), ``loss`` when a criterion is given, and for segmentation ``miou`` and ``iou``.
     Targets count by ``metrics.scored`` with the criterion's ``ignore_index`` (255 without one),
     so ``metrics.pixel_accuracy(preds, targets, ignore_index=...)`` gives the same accuracy.
+    Under torchrun, call it on EVERY rank: each scores its shard of the images (``max_batches``
+    counts its own batches) and all of them get the totals (a rank-0-only call would wait forever).
     """
     model = distributed.unwrap(model)  # a DDP forward would wait for the other ranks at every batch
     loader = distributed.shard(loader)  # under torchrun: each rank scores its part of the images
@@ -284,6 +286,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
     A loss that becomes NaN or infinite stops training with advice (``FloatingPointError``) before
     anything is saved, so the last good checkpoint stays. ``profile`` supplies ``amp`` and ``progress`` (default: no amp, progress bars on). ``plan``
     (``checkpoint.training_plan``) is stored in each checkpoint; ``fit_or_load`` passes it.
+    Under torchrun (``distributed.process_group``) the same call trains with DDP on every rank's
+    shard of the data, and only rank 0 prints and saves.
     """
     device = torch.device(device)
     amp = profile.amp if profile is not None else False
