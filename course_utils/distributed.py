@@ -190,9 +190,9 @@ def is_sharded(loader) -> bool:
 def shard(loader):
     """This rank's part of ``loader`` when in a group; without a group (or already sharded), ``loader``.
 
-    A shuffling or ``drop_last`` DataLoader (training) gets a ``DistributedSampler``: each epoch one permutation,
-    seeded alike on every rank (from the loader's generator), cut into equal disjoint shards;
-    ``engine.fit`` calls ``sampler.set_epoch(epoch)`` so each epoch shuffles differently. Every rank
+    A shuffling or ``drop_last`` DataLoader (training) gets a ``DistributedSampler``: each epoch
+    one permutation, seeded alike on every rank (from the loader's generator), cut into equal
+    disjoint shards; ``engine.fit`` calls ``sampler.set_epoch(epoch)`` so each epoch shuffles differently. Every rank
     then runs the same number of steps. Any other (evaluation) gets ``EvalShardSampler``.
     ``batch_size`` stays the batch of ONE rank: the effective batch is ``world_size()`` times larger.
     A ``DeviceLoader`` takes every ``world_size()``-th image of its own (seeded) order.
@@ -202,8 +202,9 @@ def shard(loader):
         return loader
     if hasattr(loader, "shard"):  # DeviceLoader: the images live on the device already
         return loader.shard(rank(), world_size())
-    if not isinstance(loader, DataLoader):
-        raise TypeError(f"distributed.shard() takes a DataLoader or DeviceLoader, got {type(loader).__name__}.")
+    if not isinstance(loader, DataLoader) or loader.batch_size is None:
+        raise TypeError(f"distributed.shard() takes a DeviceLoader or a DataLoader built with batch_size= "
+                        f"(not a batch_sampler), got {type(loader).__name__}: give it a DistributedSampler yourself.")
     shuffled = isinstance(loader.sampler, RandomSampler)
     if shuffled or loader.drop_last:  # training: equal shards, so every rank takes the same number of steps
         generator = loader.generator
@@ -215,7 +216,9 @@ def shard(loader):
     return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler,
                       num_workers=loader.num_workers, collate_fn=loader.collate_fn,
                       pin_memory=loader.pin_memory, drop_last=loader.drop_last,
-                      generator=loader.generator, worker_init_fn=loader.worker_init_fn)
+                      generator=loader.generator, worker_init_fn=loader.worker_init_fn,
+                      persistent_workers=loader.persistent_workers,
+                      prefetch_factor=loader.prefetch_factor if loader.num_workers > 0 else None)
 
 
 def set_epoch(loader, epoch: int) -> None:
