@@ -201,7 +201,8 @@ def test_shards_merge_into_the_report_of_a_single_run(graded, course):
 
 
 def test_after_a_timeout_later_cells_report_their_own_result(tmp_path):
-    """Q1 loops forever; Q2 is right, Q3 wrong; then a cell kills the kernel, so Q4 cannot run."""
+    """Q1 loops forever; Q2 is right, Q3 wrong; then a cell kills the kernel: a new kernel reruns
+    the cells before it and goes on without it, so Q4, answered right, still scores."""
     solution = nbh.write(nbh.light_solution(), tmp_path / "notebooks" / "01_toy.ipynb")
     nb = release.release_notebook(nbformat.read(solution, as_version=4))
     nbh.answer(nb, "add", "while True: pass")
@@ -212,7 +213,7 @@ def test_after_a_timeout_later_cells_report_their_own_result(tmp_path):
     result = grade.grade(nbh.write(nb, tmp_path / "01_toy.ipynb"), solution.parent, timeout=3)
     assert [q.reason for q in result.questions] == [
         "Timeout of 3 seconds exceeded executing cell", "",
-        "FAIL got greet 'hi' expected greet 'hello Ada'", AFTER_CRASH]
+        "FAIL got greet 'hi' expected greet 'hello Ada'", ""]
     exit_cell = [c for c in result.failed_cells if c["source"] == "import os; os._exit(1)"]
     assert [c["cell"] for c in exit_cell] == [14]
     assert "cell 14 (0-based) `import os; os._exit(1)`: " in grade.format_table(result)

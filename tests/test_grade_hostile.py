@@ -171,8 +171,9 @@ def test_a_dead_kernel_is_noticed_at_once(tmp_path):
     start = time.monotonic()
     result = grade.grade(submission, notebooks, timeout=60)
     assert time.monotonic() - start < 40  # the old grader waited for the 60 s cell timeout
-    assert [q.passed for q in result.questions] == [True, True, True, False]
-    assert result.questions[3].reason == grade.AFTER_CRASH
+    # A new kernel reruns the cells before the crash and goes on without it: the later question,
+    # answered right, keeps its points (the old grader zeroed everything after the crash).
+    assert [q.passed for q in result.questions] == [True, True, True, True]
     died = [c for c in result.failed_cells if c["source"] == "import os; os._exit(1)"]
     assert died[0]["reason"] == "the kernel died in this cell (os._exit, a crash, or out of memory?)"
 
@@ -184,8 +185,7 @@ def test_a_cell_deaf_to_interrupts_is_stopped(tmp_path):
     start = time.monotonic()
     result = grade.grade(submission, notebooks, timeout=3)
     assert time.monotonic() - start < 60
-    assert [q.passed for q in result.questions] == [True, True, False, False]
-    assert result.questions[2].reason == grade.AFTER_CRASH
+    assert [q.passed for q in result.questions] == [True, True, True, True]  # a new kernel went on without it
     stuck = [c for c in result.failed_cells if c["source"] == "import signal"]
     assert stuck[0]["reason"] == ("Timeout of 3 seconds exceeded executing cell; it ignored the interrupt, "
                                   "so the kernel was stopped")
