@@ -1,7 +1,8 @@
 """Grade submitted notebooks against the reference: ``python -m course_utils.grade SUB.ipynb``.
 
 For each submission (folders are searched recursively), the reference solution notebook with
-the same ``NN_`` lesson number is found in ``--reference`` (default ``notebooks``); ``--lesson NN``
+the same ``NN_`` lesson number is found in ``--reference`` (default: ``notebooks`` in the current
+folder, else the course checkout's ``notebooks``, wherever the command is run); ``--lesson NN``
 picks it for every file instead. A notebook without a lesson number, and any other file (a
 ``.py`` export, ...), is listed as not graded; the others are graded in three steps
 (``course_utils/grading/``):
@@ -160,10 +161,17 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _default_reference() -> Path:
+    """``notebooks`` here if it exists, else the checkout's that this package belongs to."""
+    here, checkout = Path("notebooks"), Path(__file__).resolve().parents[1] / "notebooks"
+    return here if here.is_dir() or not checkout.is_dir() else checkout
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m course_utils.grade", description=__doc__.split("\n")[0])
     parser.add_argument("submissions", nargs="+", type=Path, help="submitted notebooks, or folders of them")
-    parser.add_argument("--reference", type=Path, default=Path("notebooks"), help="solution notebooks folder")
+    parser.add_argument("--reference", type=Path, default=_default_reference(),
+                        help="solution notebooks folder (default: ./notebooks, else the course checkout's)")
     parser.add_argument("--lesson", type=_lesson, help="grade every file against lesson NN (default: from the name)")
     parser.add_argument("--timeout", type=_positive, default=120, help="seconds allowed per cell (default 120)")
     parser.add_argument("--max-seconds", type=_positive, default=900,

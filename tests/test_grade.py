@@ -483,3 +483,12 @@ def test_bench_grade_makes_a_class_of_untouched_solved_and_partly_solved_copies(
     assert len(files) == 4 and all(grade.find_reference(f, bench_grade.ROOT / "notebooks") for f in files)
     stubs = [sum("NotImplementedError" in c.source for c in nbformat.read(f, as_version=4).cells) for f in files]
     assert stubs[1] == 0 and 0 < stubs[2] < stubs[0] == stubs[3]
+
+
+def test_the_default_reference_is_the_checkout_s_notebooks_wherever_the_grader_runs(tmp_path, monkeypatch):
+    """An instructor grading from another folder (``cd ~/class``) still finds the references."""
+    checkout = Path(grade.__file__).resolve().parents[1] / "notebooks"
+    monkeypatch.chdir(tmp_path)
+    assert grade._parser().parse_args(["x.ipynb"]).reference == checkout
+    (tmp_path / "notebooks").mkdir()  # a references folder here wins
+    assert grade._parser().parse_args(["x.ipynb"]).reference == Path("notebooks")
