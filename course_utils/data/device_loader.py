@@ -52,10 +52,13 @@ class DeviceLoader:
             raise ValueError(f"{len(self.images)} training images, fewer than one batch of {batch_size}.")
 
     def __repr__(self) -> str:
-        """What the batches go through (``checkpoint.training_plan`` records it as the data's transforms)."""
+        """What the batches go through (``checkpoint.training_plan`` records it as the data's transforms).
+
+        Not the batch size: the plan records the effective batch itself, and a process's share of
+        it changes when the same run moves between 1 and N processes (torchrun)."""
         augment = f"random crop (zero padding {self.padding}) + horizontal flip, " if self.train else ""
         mean, std = (tuple(round(x, 4) for x in t.flatten().tolist()) for t in (self.mean, self.std))
-        return f"DeviceLoader({len(self.images)} images, batch_size={self.batch_size}: {augment}normalize {mean} {std})"
+        return f"DeviceLoader({len(self.images)} images: {augment}normalize {mean} {std})"
 
     def shard(self, rank: int, world: int) -> "DeviceLoader":
         """A copy that yields only every ``world``-th image of each epoch's order, from ``rank`` on.

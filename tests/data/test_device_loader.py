@@ -66,3 +66,13 @@ def test_device_loaders_read_the_synthetic_set(synthetic_cifar_root, ci_profile)
     assert torch.allclose(images, reference_images, atol=1e-5)  # same pixels as the torchvision path
     assert torch.equal(labels, reference_labels)
     assert len(train_loader) == len(train) // ci_profile.batch_size
+
+
+def test_the_recorded_transforms_do_not_depend_on_the_batch_per_process():
+    """1 process at batch 64 and 2 at 32 each are one run (the plan records the effective batch):
+    the loader's repr, recorded as the data's transforms, must not tell them apart."""
+    images, labels = _images(64), torch.arange(64) % 10
+    whole, half = (repr(DeviceLoader(images, labels, batch_size=b, device="cpu", mean=(0,) * 3, std=(1,) * 3, train=True))
+                   for b in (64, 32))
+    assert whole == half
+    assert "random crop" in whole
