@@ -52,8 +52,6 @@ def _train(train: Callable, seed: int = 0) -> dict:
 
 
 def _engine_epoch(model, loader, criterion, optimizer, scheduler, device) -> float:
-    from course_utils import engine  # imported here: ``checks`` stays light to import
-
     return engine.train_one_epoch(model, loader, criterion, optimizer, device, scheduler=scheduler,
                                   progress=False)["loss"]
 

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from course_utils.measure import count_params  # re-exported: checks.count_params in the lessons
+
 
 def _verdict(ok: bool, passed: str, got: str, expected: str) -> None:
     print(f"PASS {passed}" if ok else f"FAIL got {got} expected {expected}", flush=True)
@@ -37,11 +39,6 @@ def check_shape(x: torch.Tensor | Sequence[int], expected: Sequence[int], name: 
         return
     expected = tuple(expected)
     _verdict(got == expected, f"{name} {expected}", f"{name} {got}", f"{name} {expected}")
-
-
-def count_params(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (each shared tensor counted once)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def check_param_count(model: nn.Module, expected: int, trainable_only: bool = False) -> None:
@@ -75,10 +72,9 @@ def check_close(actual: torch.Tensor, expected: torch.Tensor, name: str = "value
     if actual.shape != expected.shape:
         _verdict(False, "", f"{name} of shape {tuple(actual.shape)}", f"shape {tuple(expected.shape)}")
         return
-    ok = torch.allclose(actual.detach().double().cpu(), expected.detach().double().cpu(), atol=atol, rtol=rtol)
-    bad = int((~torch.isclose(actual.detach().double().cpu(), expected.detach().double().cpu(),
-                              atol=atol, rtol=rtol)).sum())
-    _verdict(ok, f"{name} match", f"{bad} of {expected.numel()} {name} different",
+    close = torch.isclose(actual.detach().double().cpu(), expected.detach().double().cpu(), atol=atol, rtol=rtol)
+    bad = int((~close).sum())
+    _verdict(bad == 0, f"{name} match", f"{bad} of {expected.numel()} {name} different",
              "all within tolerance")
 
 

@@ -51,10 +51,10 @@ ResidualBlock = Bottleneck  # the name the lesson's Question cell uses
 
 
 def make_stage(in_channels: int, middle_channels: int, out_channels: int, blocks: int,
-               stride: int = 1) -> nn.Sequential:
-    """``blocks`` bottlenecks; only the first changes channels and (with ``stride=2``) halves H and W."""
-    layers = [Bottleneck(in_channels, middle_channels, out_channels, stride=stride)]
-    layers += [Bottleneck(out_channels, middle_channels, out_channels) for _ in range(blocks - 1)]
+               stride: int = 1, block: type[nn.Module] = Bottleneck) -> nn.Sequential:
+    """``blocks`` blocks (bottlenecks); only the first changes channels and (with ``stride=2``) halves H and W."""
+    layers = [block(in_channels, middle_channels, out_channels, stride=stride)]
+    layers += [block(out_channels, middle_channels, out_channels) for _ in range(blocks - 1)]
     return nn.Sequential(*layers)
 
 
