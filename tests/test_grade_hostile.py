@@ -278,3 +278,25 @@ def test_a_submission_has_a_loopback_of_its_own(tmp_path):
     records, stopped = sandbox.run(nb, sandbox.Course.snapshot(tmp_path / "notebooks"), sandbox.Limits(cell_seconds=30))
     assert (stopped, records[0]["status"]) == ("", "ok"), records
     assert [o["text"] for o in records[0]["outputs"]] == ["loopback works\n"]
+
+
+def test_after_a_restart_a_timed_out_cell_is_rerun_not_its_probe(tmp_path):
+    """The cells before a kernel death are rerun on a new kernel, the one that timed out too (what it
+    did before its limit is needed later); nbclient had left the 'pass' probe in its place."""
+    from course_utils.grading import worker
+    kernels = tmp_path / "kernels" / "graded"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "graded", "language": "python"}))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in (
+        "x = 1", "y = 5\nimport time\nwhile True:\n    time.sleep(0.1)", "import os; os._exit(1)", "print(x + y)")])
+    nbformat.write(nb, tmp_path / "graded.ipynb")
+    (tmp_path / "ipc").mkdir()
+    job = {"notebook": str(tmp_path / "graded.ipynb"), "cwd": str(tmp_path), "kernels": str(tmp_path / "kernels"),
+           "ipc": str(tmp_path / "ipc" / "kernel"), "cell_timeout": 3}
+    records = []
+    worker.run(job, records.append)
+    cells = [r["cell"] for r in records if "cell" in r]
+    assert [c["status"] for c in cells] == ["ok", "timeout", "died", "ok"]
+    assert cells[3]["outputs"][0]["text"] == "6\n"

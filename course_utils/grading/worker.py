@@ -11,8 +11,9 @@ kernel was interrupted), "stopped" (over the limit and deaf to the interrupt: th
 down), "died" (the kernel died while running it: ``os._exit``, a crash) or "dead" (not run: the
 kernel died again while the cells before were rerun, or too many kernels died), with the cell's
 ``outputs``. nbclient notices a dead kernel within a second. After a cell killed or hung its
-kernel, a new kernel reruns the cells before it (their records stay those of the first run) and
-goes on without it, so one bad cell does not zero the questions after it. The kernel's own stdout
+kernel, a new kernel reruns the cells before it (their records stay those of the first run; a
+cell that timed out is rerun, to the same time limit, so that what it did before is there again)
+and goes on without it, so one bad cell does not zero the questions after it. The kernel's own stdout
 and stderr go nowhere, so it cannot forge a record.
 """
 
@@ -105,6 +106,7 @@ def run(job: dict, emit) -> None:
                         if not execute(client, nbformat.v4.new_code_cell("pass"), index):
                             status, alive = "stopped", False
                             run_sync(km.shutdown_kernel)(now=True)
+                        nb.cells[index] = cell  # nbclient put the probe in the notebook, in its place
                         client.timeout = job["cell_timeout"]
                 except DeadKernelError:
                     status, error, alive = "died", "", False
@@ -117,7 +119,7 @@ def run(job: dict, emit) -> None:
                 emit({"cell": {"status": status, "error": error, "outputs": outputs,
                                "truncated": client._sizes.get(index, 0) > MAX_OUTPUT}})
                 done += 1
-                if not alive:
+                if not alive:  # it killed or hung its kernel: never run again
                     skipped.add(index)
         if done == len(code) or attempt == MAX_RESTARTS:
             break
