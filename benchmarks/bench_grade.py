@@ -25,6 +25,9 @@ from pathlib import Path
 
 import nbformat
 
+from benchmarks.report import write_json
+from course_utils import grade
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -69,8 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--submissions", type=int, default=40)
     parser.add_argument("--lessons", default="01,02,03,04,05,06")
-    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                        else os.cpu_count())
+    parser.add_argument("--jobs", type=int, default=grade.cores())
     parser.add_argument("--json", type=Path, default=ROOT / "results" / "benchmarks" / "bench_grade.json")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-grade-") as tmp:
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{row['jobs']:>5} {row['seconds']:>9.1f} {row['per_minute']:>11.2f}")
     print(f"speed-up {report['ratio']}x; results identical: {report['identical']}"
           + (f" (differ: {', '.join(differ)})" if differ else ""))
-    args.json.write_text(json.dumps(report, indent=1) + "\n")
+    write_json(args.json, report)
     return report
 
 

@@ -157,7 +157,8 @@ def _shard(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def _cores() -> int:
+def cores() -> int:
+    """CPUs this process may use: the default number of submissions graded at once."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -178,8 +179,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="seconds allowed per submission, all cells together (default 900)")
     parser.add_argument("--memory-gb", type=float, default=6.0,
                         help="address space allowed to a submission's kernel, in GiB (default 6)")
-    parser.add_argument("--jobs", type=_positive, default=_cores(),
-                        help=f"submissions graded at once (default: the number of cores, {_cores()} here)")
+    parser.add_argument("--jobs", type=_positive, default=cores(),
+                        help=f"submissions graded at once (default: the number of cores, {cores()} here)")
     parser.add_argument("--shard", type=_shard, help="grade only the K-th of N shares of the files (K/N, e.g. 1/4)")
     parser.add_argument("--merge", action="store_true",
                         help="the arguments are --json files of shards: write their joined --json/--csv")
@@ -191,6 +192,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if sys.platform == "win32":  # the sandbox needs process groups, resource limits and fcntl
+        print("Error: the grader runs on Linux or macOS; on Windows, run it in WSL.", file=sys.stderr)
+        return 2
     if args.merge:
         return _merge(args.submissions, args.json, args.csv)
     grades: dict[int, Grade] = {}

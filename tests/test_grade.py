@@ -492,3 +492,9 @@ def test_the_default_reference_is_the_checkout_s_notebooks_wherever_the_grader_r
     assert grade._parser().parse_args(["x.ipynb"]).reference == checkout
     (tmp_path / "notebooks").mkdir()  # a references folder here wins
     assert grade._parser().parse_args(["x.ipynb"]).reference == Path("notebooks")
+
+
+def test_on_native_windows_the_grader_says_to_use_wsl(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert grade.main(["x.ipynb"]) == 2
+    assert "WSL" in capsys.readouterr().err

@@ -74,8 +74,8 @@ class Course:
         return course
 
     def live_path(self, key: str) -> Path:
-        top, rest = key.split("/", 1)
-        return self.reference_dir / rest if top == "notebooks" else PACKAGE / rest
+        """Where a reference notebook of the snapshot lives on disk (``notebooks/NAME``)."""
+        return self.reference_dir / key.split("/", 1)[1]
 
     def live_hashes(self) -> dict[str, str]:
         """The hashes of the live reference notebooks now ("" for a file that is gone)."""
@@ -107,24 +107,23 @@ class Course:
 
 
 @functools.cache
-def isolation() -> tuple[list[str], bool]:
-    """The command prefix this machine allows (``[]``: none), and whether it maps root (user namespace).
+def isolation() -> list[str]:
+    """The command prefix this machine allows (``[]``: none).
 
     ``unshare``: PID, network and mount namespaces; ``setpriv --pdeathsig KILL``: the submission
     dies with the grader, even when the grader is killed outright (util-linux, both).
     """
     if sys.platform != "linux" or not shutil.which("unshare"):
-        return [], False
+        return []
     namespaces = ["--mount", "--net", "--pid", "--fork", "--kill-child"]
-    for prefix, mapped in ((["unshare", *namespaces], False),
-                           (["unshare", "--user", "--map-root-user", *namespaces], True)):
+    for prefix in (["unshare", *namespaces], ["unshare", "--user", "--map-root-user", *namespaces]):
         for guard in (["setpriv", "--pdeathsig", "KILL"], []):
             try:
                 if subprocess.run(guard + prefix + ["true"], capture_output=True, timeout=30).returncode == 0:
-                    return guard + prefix, mapped
+                    return guard + prefix
             except (OSError, subprocess.SubprocessError):
                 pass
-    return [], False
+    return []
 
 
 _RUNNING: set[int] = set()  # process groups of the workers running now (killed on Ctrl-C)
@@ -188,7 +187,7 @@ def run(graded: NotebookNode, course: Course, limits: Limits) -> tuple[list[dict
     """Run a graded copy in a new folder; returns (one record per code cell, as ``worker`` makes
     them, and why the run stopped early or ""). The folder's random name, which a cell may print
     (in an error message, say), is replaced by ``<grading folder>``: grades do not vary between runs."""
-    prefix, _ = isolation()
+    prefix = isolation()
     nonce = secrets.token_hex(16)
     tmp = Path(tempfile.mkdtemp(prefix="course-grade-"))
     try:
