@@ -180,6 +180,13 @@ def test_run_executes_only_the_lessons_named_without_a_cell_time_limit(fake):
     assert "OMP_NUM_THREADS=unset" in fake.calls()  # quick/full: torch's own thread count
 
 
+def test_run_passes_an_option_s_number_to_pytest_not_as_a_lesson(fake):
+    run = course(["run", "01", "--maxfail", "2"], fake.env)
+    assert run.returncode == 0, run.stderr
+    (call,) = [line for line in fake.calls().splitlines() if "-m pytest" in line]
+    assert call.endswith("notebooks/01_vgg16_cifar10.ipynb --maxfail 2")
+
+
 def test_run_without_lessons_runs_every_solution_and_ci_uses_one_thread(fake):
     assert course(["run"], fake.env | {"COURSE_PROFILE": "ci"}).returncode == 0
     (call,) = [line for line in fake.calls().splitlines() if "-m pytest" in line]

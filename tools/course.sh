@@ -158,9 +158,10 @@ main() {
       # GPU full, CPU quick; COURSE_PROFILE overrides). Training cells may take an hour in full: no
       # per-cell limit. In ci, one torch thread as in `test` (tiny models); other arguments go to pytest.
       # (Written for bash 3.2, macOS's: no mapfile, no empty arrays under set -u.)
+      # Lessons come first; from the first option on, everything goes to pytest (`--maxfail 2`).
       local lessons=() options=() arg path
       for arg in "$@"; do
-        if [[ "$arg" =~ ^[0-9]{1,2}$ || "$arg" == *.ipynb ]]; then
+        if [ ${#options[@]} -eq 0 ] && [[ "$arg" =~ ^[0-9]{1,2}$ || "$arg" == *.ipynb ]]; then
           path=$(lesson_paths "$arg") || exit 2
           lessons+=("$path")
         else
