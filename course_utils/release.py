@@ -219,11 +219,15 @@ def set_repository(repo: str, branch: str = "main", root: Path = Path(".")) -> l
 
     pyproject = root / "pyproject.toml"
     text = relinked(pyproject.read_text(encoding="utf-8"))
-    if re.search(r"(?m)^\[tool\.course\]$", text):
-        text = re.sub(r"(?ms)^(\[tool\.course\]\n(?:(?!\[).*\n)*?)branch = \"[^\"]*\"",
-                      rf'\g<1>branch = "{branch}"', text)
+    branch_line = f'branch = "{branch}"  # Colab badges and the install cell use it'
+    section = re.search(r"(?m)^\[tool\.course\]\n(?:(?!\[).*\n?)*", text)  # its lines, up to the next table
+    if section is None:
+        text = text.rstrip("\n") + f"\n\n[tool.course]\n{branch_line}\n"
     else:
-        text = text.rstrip("\n") + f'\n\n[tool.course]\nbranch = "{branch}"  # Colab badges and the install cell use it\n'
+        body, found = re.subn(r'(?m)^branch = "[^"]*"', f'branch = "{branch}"', section.group(0))
+        if not found:
+            body = body.replace("[tool.course]\n", f"[tool.course]\n{branch_line}\n", 1)
+        text = text[:section.start()] + body + text[section.end():]
     update(pyproject, text)
     if repository(root) != (repo, branch):
         raise ReleaseError(f"Could not write the repository into {pyproject}: check its [project.urls] Repository.")

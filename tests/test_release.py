@@ -181,6 +181,16 @@ def test_release_repo_rewrites_every_link_of_a_fork(checkout):
     assert release.set_repository("someone/fork", "dev", checkout) == []
 
 
+def test_release_repo_sets_the_branch_of_tool_course_only(tmp_path):
+    """A [tool.course] without a branch line gets one; another table's ``branch`` is left alone."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "c"\n[project.urls]\nRepository = "https://github.com/a/b"\n\n'
+        '[tool.course]\nother = 1\n\n[tool.other]\nbranch = "keep"\n')
+    release.set_repository("someone/fork", "dev", tmp_path)
+    assert release.repository(tmp_path) == ("someone/fork", "dev")
+    assert 'branch = "keep"' in (tmp_path / "pyproject.toml").read_text()
+
+
 @pytest.mark.parametrize("repo, branch, message", [
     ("just-a-name", "main", "OWNER/NAME"), ("https://github.com/a/b", "main", "OWNER/NAME"),
     ("a/b", "no spaces", "not a branch name")])
