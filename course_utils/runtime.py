@@ -149,11 +149,15 @@ def banner(profile: Profile) -> str:
 
     device = pick_device()
     kind = "synthetic stand-ins (tiny, generated in the real formats)" if profile.synthetic else "real datasets"
-    try:  # a broken folder is not a reason to fail here: preflight reports it with the fix
+    # A broken folder is not a reason to fail here: each part says what is wrong (preflight gives the fix).
+    try:
         data = f"{kind} under {data_root(check=False)}"
+    except FolderError as error:
+        data = f"{kind}, but {error.what}"
+    try:
         files = f"checkpoints: {checkpoint_dir(profile)} | results: {results_root() / '<lesson>' / profile.name}"
     except FolderError as error:
-        data, files = f"{kind}, but {error.what}", "checkpoints and results: see the data error"
+        files = f"checkpoints and results: {error.what}"
     return (f"Profile: {profile.name} | device: {device.type} | data: {data} | {files} | "
             f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
             f"Python {platform.python_version()}")
@@ -302,7 +306,7 @@ def keep_checkpoints_on_drive(folder: str = "course/checkpoints") -> Path:
     (``$COURSE_RESULTS``) go beside it, to ``MyDrive/course/results``. Elsewhere, set
     ``COURSE_CHECKPOINTS`` yourself.
     """
-    if "google.colab" not in sys.modules:
+    if not in_colab():
         raise RuntimeError("keep_checkpoints_on_drive() works in Google Colab only; elsewhere set the "
                            f"{CHECKPOINT_ENV} environment variable to a folder (default: checkpoints/).")
     from google.colab import drive  # only importable in Colab

@@ -333,6 +333,15 @@ def test_banner_does_not_fail_on_a_broken_data_folder(monkeypatch, tmp_path):
     assert "is a Windows path" in runtime.banner(runtime.default_profile("quick"))
 
 
+def test_banner_puts_a_broken_checkpoint_folder_under_checkpoints_not_data(monkeypatch, tmp_path):
+    monkeypatch.setenv(runtime.DATA_ENV, str(tmp_path))
+    monkeypatch.setenv(runtime.CHECKPOINT_ENV, "C:\\x")
+    parts = runtime.banner(runtime.default_profile("quick")).split(" | ")
+    data = next(p for p in parts if p.startswith("data: "))
+    assert "Windows" not in data and str(tmp_path) in data
+    assert any(p.startswith("checkpoints and results: ") and "Windows path" in p for p in parts)
+
+
 def test_a_read_only_folder_that_holds_datasets_is_read(monkeypatch, tmp_path):
     """A lab's shared, read-only copy of the datasets: the lessons only read it."""
     shared = tmp_path / "shared"
