@@ -56,7 +56,7 @@ def store_answers(path: Path, timeout: int = 600) -> None:
     for index, cell in enumerate(nb.cells):
         if is_check_cell(cell):
             text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
-            if "FAIL" in text or not text.strip():
+            if "FAIL" in text or "not answered yet" in text or not text.strip():
                 raise SystemExit(f"{path}: check cell {index} printed {text!r}; the solution must PASS.")
     # Others may have edited the notebook while it ran: re-read it and store only the check cells'
     # outputs, matched by cell id, so an edit made meanwhile is kept (and a changed check cell is refused).
@@ -67,11 +67,8 @@ def store_answers(path: Path, timeout: int = 600) -> None:
             ran = executed.get(cell.id)
             if ran is None or ran.source != cell.source:
                 raise SystemExit(f"{path}: check cell {cell.id} changed while storing answers; run again.")
-    for cell in current.cells:
-        if cell.cell_type == "code":
-            ran = executed.get(cell.id)
-            cell.outputs = ran.outputs if ran is not None and is_check_cell(cell) else []
-    nbformat.write(clean(current), path)
+            cell.outputs = ran.outputs
+    nbformat.write(clean(current), path)  # clean() empties every other cell's outputs
     print(f"stored answers in {path}")
 
 
