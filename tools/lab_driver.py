@@ -110,15 +110,14 @@ class RunResult:
     stdout: dict[int, str] = field(default_factory=dict)  # printed text per code cell index
     dirty_on_open: bool | None = None  # the unsaved-changes mark, once the kernel is ready
     metadata_changes: list[str] = field(default_factory=list)  # metadata keys JupyterLab changed on open
+    kernel: dict = field(default_factory=dict)  # PROBE's answer: prefix, executable, profile, cwd
+    screenshot: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
 
     @property
     def ran_to_the_end(self) -> bool:
         """Every code cell ran, the last one included, and none raised."""
-        return (self.code_cells > 0 and not self.errors and not self.not_run
-                and self.last_code_cell is not None)
-    kernel: dict = field(default_factory=dict)  # PROBE's answer: prefix, executable, profile, cwd
-    screenshot: Path | None = None
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
+        return self.code_cells > 0 and not self.errors and not self.not_run
 
 
 def chromium_path() -> Path:
@@ -381,7 +380,10 @@ def _drive(page, server: LabServer, path: str, phases: Phases, result: RunResult
             _no_dialog(page)
             phases.check(f"kernel is {page.evaluate(KERNEL_STATE, path)}")
             time.sleep(0.2)
-        time.sleep(1.0)  # the kernel's info reply updates the notebook's metadata just after this
+        # The kernel's info reply writes its language_info (with the Python version) into the
+        # notebook's metadata just after this: wait for it, not for a fixed time.
+        page.wait_for_function(f"(path) => !!(({FIND_PANEL})(path).context.model.toJSON().metadata"
+                               f".language_info || {{}}).version", arg=path, timeout=phases.left_ms())
         result.dirty_on_open = page.evaluate(DIRTY, path)
         on_disk = json.loads((server.root_dir / path).read_text(encoding="utf-8"))["metadata"]
         in_lab = json.loads(page.evaluate(MODEL_METADATA, path))
