@@ -211,14 +211,16 @@ def _cifar_complete(folder: Path) -> bool:
         return False
 
 
-def _voc_complete(folder: Path) -> bool:
-    """True when ``trainval.txt`` is there and every image and mask it lists exists."""
-    split = folder / "ImageSets" / "Segmentation" / "trainval.txt"
-    if not split.is_file():
-        return False
-    ids = split.read_text().split()
-    return all((folder / "JPEGImages" / f"{i}.jpg").is_file() and
-               (folder / "SegmentationClass" / f"{i}.png").is_file() for i in ids)
+def missing_voc_files(folder: Path) -> list[str]:
+    """Files of the trainval split not (yet) in a ``VOCdevkit/VOC2012`` ``folder``, relative to it:
+    a half-extracted or half-written tree is incomplete (a split list alone proves nothing).
+    Used for the synthetic tree here and for the real download (``voc.download``)."""
+    split = Path("ImageSets", "Segmentation", "trainval.txt")
+    if not (folder / split).is_file():
+        return [split.as_posix()]
+    ids = (folder / split).read_text().split()
+    wanted = [f"JPEGImages/{i}.jpg" for i in ids] + [f"SegmentationClass/{i}.png" for i in ids]
+    return [name for name in wanted if not (folder / name).is_file()]
 
 
 def ensure_cifar10(root: str | Path | None = None) -> Path:
@@ -236,7 +238,7 @@ def ensure_voc2012(root: str | Path | None = None) -> Path:
 
     Written again (same seed, same files) when an image or mask of ``trainval.txt`` is missing."""
     root = Path(root) if root is not None else synthetic_root()
-    if not _voc_complete(root / VOC_FOLDER):
+    if missing_voc_files(root / VOC_FOLDER):
         write_voc2012(root)
     return root
 

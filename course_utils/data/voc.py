@@ -179,18 +179,6 @@ def eval_transforms(size: int) -> v2.Compose:
 
 
 # -------------------------------------------------------------------------------------- download
-def _missing(root: Path) -> list[str]:
-    """Files of the trainval split not (yet) under ``root/VOCdevkit/VOC2012``: a half-extracted
-    tree counts as incomplete (a split list alone proves nothing)."""
-    base = root / FOLDER
-    split = base / "ImageSets" / "Segmentation" / "trainval.txt"
-    if not split.is_file():
-        return [str(split.relative_to(root))]
-    ids = split.read_text().split()
-    wanted = [f"JPEGImages/{i}.jpg" for i in ids] + [f"SegmentationClass/{i}.png" for i in ids]
-    return [name for name in wanted if not (base / name).is_file()]
-
-
 def _fetch_tar(root: Path) -> None:
     """``root/<TAR_NAME>``: from the Oxford host (md5-checked), or, when that fails in any way
     (refused, stalled, too slow, cut off, corrupt), from d2l's mirror (sha1-checked). ``fetch``
@@ -220,7 +208,7 @@ def download(root: str | Path | None = None) -> Path:
     tar is kept, so a damaged tree is repaired without the network. Returns ``root/VOCdevkit/VOC2012``.
     """
     root = runtime.dataset_root(root)
-    if not _missing(root):
+    if not synthetic.missing_voc_files(root / FOLDER):
         return root / FOLDER
     root.mkdir(parents=True, exist_ok=True)
     tar = root / TAR_NAME
@@ -235,7 +223,7 @@ def download(root: str | Path | None = None) -> Path:
         raise RuntimeError(f"Extracting {tar} into {root} failed ({error}). The tree needs ~2 GB "
                            f"next to the tar: free some disk space and run voc.download() again "
                            f"(the verified tar is kept: nothing is downloaded twice).") from None
-    missing = _missing(root)
+    missing = synthetic.missing_voc_files(root / FOLDER)
     if missing:
         raise RuntimeError(f"{tar} was extracted, but {len(missing)} files of VOC 2012 trainval are "
                            f"missing under {root / FOLDER} (e.g. {missing[0]}): delete {tar} and "
