@@ -720,24 +720,16 @@ def test_changed_augmentation_is_another_experiment(tmp_path, capsys):
     assert history.outcome == "trained" and "transforms: transform=Identity() -> transform=Lambda(" in out
 
 
-def test_fit_or_load_returns_whether_it_trained_resumed_or_loaded(tmp_path, monkeypatch, capsys):
+def test_fit_or_load_returns_whether_it_trained_resumed_or_loaded(tmp_path):
     first = run(tmp_path, *setup(seed=0))
     assert first.outcome == "trained" and first.checkpoint == tmp_path / "tiny.pt" and first.replaced is None
     assert isinstance(first, dict) and first["epoch"] == [1, 2]  # still the history callers use
     loaded = run(tmp_path, *setup(seed=0))
     assert loaded.outcome == "loaded" and loaded == first
-    real, calls = engine.train_one_epoch, []
-
-    def dies_in_epoch_2(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "train_one_epoch", dies_in_epoch_2)
+    model, train_loader, val_loader, optimizer, scheduler = setup(seed=0)
+    interrupt_after_steps(optimizer, len(train_loader) + 1)  # stopped in epoch 2
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "split", *setup(seed=0))
-    monkeypatch.undo()
+        run(tmp_path / "split", model, train_loader, val_loader, optimizer, scheduler)
     resumed = run(tmp_path / "split", *setup(seed=0))
     assert resumed.outcome == "resumed" and resumed["epoch"] == [1, 2]
     changed = run(tmp_path, *setup(seed=0, epochs=3), epochs=3)
