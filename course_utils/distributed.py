@@ -30,6 +30,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 
+from course_utils import runtime
+
 TIMEOUT_ENV = "COURSE_DDP_TIMEOUT"  # seconds a collective waits for a missing rank (default 600)
 
 
@@ -92,7 +94,10 @@ def local_network_works() -> bool:
 
 
 def device() -> torch.device:
-    """This rank's device: ``cuda:LOCAL_RANK`` with GPUs (one GPU per process), else the CPU."""
+    """This process's device. Under torchrun: ``cuda:LOCAL_RANK`` with GPUs (one GPU per process),
+    else the CPU; in a single process: ``runtime.pick_device()`` (CUDA, MPS or CPU)."""
+    if not is_distributed():
+        return runtime.pick_device()
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")

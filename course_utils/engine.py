@@ -395,8 +395,7 @@ def fit_or_load(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
     time (``checkpoint.CheckpointBusyError``).
     """
     epochs = epochs if epochs is not None else profile.epochs
-    device = torch.device(device) if device is not None else (
-        distributed.device() if distributed.is_distributed() else runtime.pick_device())
+    device = torch.device(device) if device is not None else distributed.device()
     # under torchrun: the plain model (its structure is the plan) and this rank's shards of the data
     model = distributed.unwrap(model)
     train_loader, val_loader = distributed.shard(train_loader), distributed.shard(val_loader)

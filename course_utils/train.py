@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> dict | None:
         raise SystemExit(f"--batch-size {batch} cannot be split evenly over {world} processes: "
                          f"choose a multiple of {world}.")
     profile = dataclasses.replace(profile, batch_size=batch // world)  # the batch of ONE process
-    device = distributed.device() if distributed.is_distributed() else runtime.pick_device()
+    device = distributed.device()
     runtime.seed_everything(0)  # the same on every rank: the same initial weights and shuffles
 
     if not distributed.is_main():
