@@ -10,8 +10,8 @@ data's transforms, optimizer, schedule, loss, epochs...), so ``engine.fit_or_loa
 checkpoint of this very recipe from one of an earlier, different recipe.
 
 ``save`` writes with ``files.write_atomically``: a temporary file with a unique name
-(``name.pt.<random>.tmp``) next to the target, then ``os.replace``-d into place. A kernel interrupted mid-save (Ctrl-C, a Colab
-disconnect, a full disk) therefore leaves the previous checkpoint untouched instead of a
+(``name.pt.<random>.tmp``) next to the target, then ``os.replace``-d into place. A kernel
+interrupted mid-save (Ctrl-C, a Colab disconnect, a full disk) therefore leaves the previous checkpoint untouched instead of a
 half-written file that would fail to load on the next run; and two processes saving the same name
 never write into each other's file.
 

@@ -284,8 +284,9 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
     ``lr`` is the rate at the end of the epoch, ``epoch_time`` the seconds of training + evaluation).
     With ``checkpoint_path``, saves every ``checkpoint_every`` epochs and after the last one.
     A loss that becomes NaN or infinite stops training with advice (``FloatingPointError``) before
-    anything is saved, so the last good checkpoint stays. ``profile`` supplies ``amp`` and ``progress`` (default: no amp, progress bars on). ``plan``
-    (``checkpoint.training_plan``) is stored in each checkpoint; ``fit_or_load`` passes it.
+    anything is saved, so the last good checkpoint stays. ``profile`` supplies ``amp`` and
+    ``progress`` (default: no amp, progress bars on). ``plan`` (``checkpoint.training_plan``) is
+    stored in each checkpoint; ``fit_or_load`` passes it.
     Under torchrun (``distributed.process_group``) the same call trains with DDP on every rank's
     shard of the data, and only rank 0 prints and saves.
     """
