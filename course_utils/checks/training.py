@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from course_utils import engine
 from course_utils.checks.verdicts import check_close, check_equal
 
 EPOCHS, BATCH_SIZE, IMAGES = 2, 8, 35  # 35 images: batches of 8, 8, 8, 8 and 3
