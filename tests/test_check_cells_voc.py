@@ -1,8 +1,8 @@
 """Lessons 03-06: every graded check cell rejects plausible wrong answers and accepts right ones
 written another way.
 
-Same harness as ``test_check_cells`` (the lesson's setup cell, its solution cells with a text
-replacement, then the question's check cells, in one namespace). The wrong answers here are the
+The tables below are run by ``test_check_cells`` with its harness (the lesson's setup cell, its
+solution cells with a text replacement, then the question's check cells, in one namespace). The wrong answers here are the
 kinds that one ``eval()`` forward of one input under ``no_grad``, with every argument at its
 default, lets through: BatchNorm settings, clipping activations, an encoder under ``no_grad`` or
 ``.detach()``ed skips, another ``ignore_index`` or ``num_classes``, ``dx != dy``, dtypes, counts
@@ -12,8 +12,6 @@ above 2**31, a ``Dataset`` that crashes without a transform. At least three per 
 from __future__ import annotations
 
 import pytest
-
-from test_check_cells import run_checks
 
 L03, L04, L05, L06 = ("03_voc_segmentation_data.ipynb", "04_unet_voc.ipynb", "05_resnet_unet_voc.ipynb",
                       "06_custom_dataset_classifier.ipynb")
@@ -162,16 +160,6 @@ MISTAKES = {
 }
 
 
-@pytest.mark.parametrize("name", MISTAKES)
-def test_check_cells_reject_a_wrong_answer(name):
-    lesson, question, mistake = MISTAKES[name]
-    printed, stored = run_checks(lesson, question, mistake)
-    assert "FAIL" not in stored
-    assert "FAIL" in printed or "RAISED" in printed, (
-        f"{lesson} Question {question} accepts the mistake '{name}':\n{printed}")
-    assert "RAISED" not in printed, f"a check cell stopped Run All instead of printing one line:\n{printed}"
-
-
 def test_at_least_three_mistakes_per_question():
     covered = {}
     for lesson, question, _ in MISTAKES.values():
@@ -223,13 +211,6 @@ ALTERNATIVES = {
         'with Image.open(self.root / name) as file:\n            image = file.convert("RGB")':
         'image = Image.open(self.root / name).convert("RGB")'}),
 }
-
-
-@pytest.mark.parametrize("name", ALTERNATIVES)
-def test_check_cells_accept_a_right_answer_written_another_way(name):
-    lesson, question, rewrite = ALTERNATIVES[name]
-    printed, stored = run_checks(lesson, question, rewrite)
-    assert printed == stored
 
 
 # The helpers themselves -------------------------------------------------------------------------
