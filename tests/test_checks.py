@@ -2,6 +2,7 @@
 
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -406,3 +407,16 @@ def test_question_leaves_the_random_state_as_it_found_it(capsys):
         raise NotImplementedError
     assert torch.equal(torch.rand(3), expected)
     assert "not answered yet" in capsys.readouterr().out
+
+
+def test_question_blames_the_course_for_a_name_error_in_its_own_code(capsys):
+    """A check that names something undefined is the course's bug: it must not tell the student
+    to run a cell (lesson 01 Q4's check once lost its import of ``engine``)."""
+    import course_utils.checks as package
+    namespace = {"checks": checks}
+    broken = Path(package.__file__).with_name("broken_check.py")  # a file name inside the package
+    exec(compile("def check(f):\n    return engine.fit(f)\n", str(broken), "exec"), namespace)
+    run_cell("with checks.question(4):\n    check(len)\n", namespace, 8)
+    out = capsys.readouterr().out
+    assert out.startswith("Question 4: FAIL the check itself raised NameError: name 'engine' is not defined")
+    assert "please report it" in out and "run the cell" not in out

@@ -79,8 +79,12 @@ def question(number: int | str) -> Iterator[None]:
             else:
                 print(f"{label}: FAIL your code raised {_one_line(error)}{_where(error)}", flush=True)
         except NameError as error:
-            cells = [f for f in traceback.extract_tb(error.__traceback__) if not _is_library(f.filename)]
-            if len(cells) > 1:  # raised inside the student's function, not by the check cell: a bug there
+            frames = traceback.extract_tb(error.__traceback__)
+            cells = [f for f in frames if not _is_library(f.filename)]
+            if _is_library(frames[-1].filename):  # raised by the course's own code, not by a cell
+                print(f"{label}: FAIL the check itself raised {_one_line(error)} "
+                      f"(in {frames[-1].filename}, line {frames[-1].lineno}): please report it", flush=True)
+            elif len(cells) > 1:  # raised inside the student's function, not by the check cell: a bug there
                 print(f"{label}: FAIL your code raised {_one_line(error)}{_where(error)}", flush=True)
             else:  # the check cell itself names something that is not defined yet
                 name = getattr(error, "name", None) or str(error)
