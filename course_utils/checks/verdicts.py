@@ -100,6 +100,20 @@ def check_same_as(mine: nn.Module, reference: nn.Module,
     print(message, flush=True)
 
 
+def _float_buffers(model: nn.Module) -> list[torch.Tensor]:
+    return [b for b in model.buffers() if b.is_floating_point()]  # BatchNorm's running statistics
+
+
+@torch.no_grad()
+def _copy_reference(mine: nn.Module, reference: nn.Module, seed: int) -> None:
+    """Seeded BatchNorm statistics in the reference (a fresh BatchNorm is the identity in eval():
+    its place would not matter), then the reference's parameters and buffers copied into ``mine``
+    (same order and shapes: checked by ``_compare`` first)."""
+    randomize_batchnorm(reference, seed)
+    for p, q in zip([*mine.parameters(), *_float_buffers(mine)], [*reference.parameters(), *_float_buffers(reference)]):
+        p.copy_(q)
+
+
 def _compare(mine: nn.Module, reference: nn.Module, input_shape, seed: int, atol: float,
              input_scale: float = 1.0) -> str:
     if not isinstance(mine, nn.Module):
@@ -111,17 +125,14 @@ def _compare(mine: nn.Module, reference: nn.Module, input_shape, seed: int, atol
     for i, (p, q) in enumerate(zip(ours, theirs)):
         if p.shape != q.shape:
             return f"FAIL got parameter #{i} of shape {tuple(p.shape)} expected {tuple(q.shape)}"
-    our_buffers = [b for b in mine.buffers() if b.is_floating_point()]
-    their_buffers = [b for b in reference.buffers() if b.is_floating_point()]
+    our_buffers, their_buffers = _float_buffers(mine), _float_buffers(reference)
     if [b.shape for b in our_buffers] != [b.shape for b in their_buffers]:
         return (f"FAIL got {len(our_buffers)} float buffers (BatchNorm statistics) "
                 f"expected {len(their_buffers)} of the reference's shapes")
     if input_shape is None:
         return f"PASS same parameters as reference ({sum(p.numel() for p in ours):,})"
+    _copy_reference(mine, reference, seed)
     with torch.no_grad():
-        randomize_batchnorm(reference, seed)  # a fresh BatchNorm is the identity in eval(): order would not matter
-        for p, q in zip(ours + our_buffers, theirs + their_buffers):
-            p.copy_(q)
         generator = torch.Generator().manual_seed(seed)
         several = isinstance(input_shape[0], Sequence)  # [(N, C, H, W), (N, C2, H2, W2)]: one per input
         inputs = [torch.randn(*shape, generator=generator) * input_scale
@@ -173,13 +184,8 @@ def _compare_training(mine: nn.Module, reference: nn.Module, input_shape, seed: 
         return same
     mine, reference = mine.cpu().train(), reference.cpu().train()
     ours, theirs = list(mine.parameters()), list(reference.parameters())
-    our_buffers = [b for b in mine.buffers() if b.is_floating_point()]
-    their_buffers = [b for b in reference.buffers() if b.is_floating_point()]
+    _copy_reference(mine, reference, seed)
     generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        randomize_batchnorm(reference, seed)
-        for p, q in zip(ours + our_buffers, theirs + their_buffers):
-            p.copy_(q)
     x = torch.randn(*input_shape, generator=generator)
     outputs, input_grads = [], []
     for model in (mine, reference):
@@ -209,7 +215,7 @@ def _compare_training(mine: nn.Module, reference: nn.Module, input_shape, seed: 
                     "expected the reference's")
     if input_grads[1] is not None and (input_grads[0] is None or not _close(input_grads[0], input_grads[1], rtol)):
         return "FAIL got a different gradient for the input expected the reference's"
-    for i, (b, c) in enumerate(zip(our_buffers, their_buffers)):
+    for i, (b, c) in enumerate(zip(_float_buffers(mine), _float_buffers(reference))):
         if not _close(b, c, rtol):
             return (f"FAIL got different BatchNorm running statistics after a train() step (buffer #{i}) "
                     "expected the reference's (check BatchNorm's momentum)")
