@@ -122,6 +122,9 @@ def process_group(backend: str | None = None) -> Iterator[None]:
     dist.init_process_group(backend or ("nccl" if here.type == "cuda" else "gloo"), timeout=timeout)
     try:
         yield
+        # Every rank done with its collectives before any leaves: a rank that tears gloo down while
+        # its peer still talks to it can abort the peer ("terminate called ...", seen in CI).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
